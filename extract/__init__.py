@@ -1,0 +1,1 @@
+"""Stage 1: raw datasets -> features (face embeddings, EEG band features) written to stores."""

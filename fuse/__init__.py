@@ -1,0 +1,1 @@
+"""Stage 2: stores -> trained fusion models, predictions and honest metrics. Never reads raw data."""

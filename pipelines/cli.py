@@ -1,0 +1,59 @@
+"""The ``pipeline`` command line: a thin typer layer; the work lives in the packages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipelines import __version__
+from pipelines.logs import console, setup_logging
+
+app = typer.Typer(
+    name="pipeline",
+    help="Multimodal emotion recognition: extract features once into stores, fuse them many times.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    setup_logging(verbose=verbose, quiet=quiet)
+
+
+@app.command()
+def info(
+    no_hub_check: Annotated[bool, typer.Option("--no-hub-check", help="Do not probe the Hugging Face hub.")] = False,
+) -> None:
+    """Report the environment: python, torch, CUDA and GPUs, transformers and its cache, hub access, storage libs."""
+    from pipelines.info import environment_report
+
+    report = environment_report(check_hub=not no_hub_check)
+    table = Table(title="pipeline environment", show_header=False)
+    for key, value in report.items():
+        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; ``argv`` lets tests drive the whole CLI in-process."""
+    app(args=argv, prog_name="pipeline")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
