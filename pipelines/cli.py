@@ -50,6 +50,16 @@ def info(
     console.print(table)
 
 
+from pipelines.commands.extract import extract_command  # noqa: E402
+
+app.command("extract")(extract_command)
+
+
+from pipelines.commands.models import models_app  # noqa: E402
+
+app.add_typer(models_app, name="models")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` lets tests drive the whole CLI in-process."""
     app(args=argv, prog_name="pipeline")

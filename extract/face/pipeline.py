@@ -1,0 +1,418 @@
+"""The face path of one video (or frame sequence): decode → detect in batches → subject → align → rows.
+
+``FacePipeline`` is what the face extractor calls per item. Decoding runs in a background thread feeding a
+bounded queue, so it overlaps with detection; detection runs one forward call per ``detector_batch`` frames; the
+subject's face is kept across frames (``extract.face.track``); its five landmarks are aligned to the ArcFace
+template (``extract.face.align``) in one batched warp. Every frame gives one result; a frame without the subject's
+face has ``face_found=False`` and no crop — nothing is fabricated.
+
+Example::
+
+    from extract.face.pipeline import FaceConfig, FacePipeline
+
+    pipe = FacePipeline.from_config(FaceConfig(fps=5.0, detector="mtcnn"), device="cuda:0")
+    rows, crops = [], []
+    try:
+        for batch in pipe.video_batches("s01_trial07.avi"):   # FaceBatch: arrays over up to a batch of frames
+            rows.append(batch)                                 # batch.t_s, batch.face_found, batch.det_score, ...
+            crops.append(batch.crops)                          # (n_found, 224, 224, 3) uint8, rows where found
+    except VideoDecodeError as exc:                            # raised after every decodable frame was processed
+        failed = str(exc)
+    print(pipe.stats.as_dict())                                # per-stage seconds and frames/s, forward calls
+
+``pipe.process_video(path)`` yields one ``FaceResult`` per frame instead; ``pipe.process(frames)`` takes any
+iterable of objects with ``.t_s`` and ``.image`` (``DecodedFrame``, a dataset reader's ``FrameImage``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+from extract.face.align import AlignConfig, WarpBackend, estimate_alignment, valid_landmarks, warp_faces
+from extract.face.decode import VideoReader
+from extract.face.detectors import FaceDetector, create_detector
+from extract.face.detectors.base import Detections, frames_to_batch
+from extract.face.track import SubjectTracker, TrackConfig, largest_face
+
+FACE_PIPELINE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Everything that changes the face rows, except ``detector_batch``, ``prefetch_batches`` and
+    ``warp_backend``, which change only speed (and interpolation rounding for the backend)."""
+
+    fps: float = 5.0  # frames per second taken from a video (0: every frame)
+    detector: str = "mtcnn"
+    detector_batch: int = 16
+    detector_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"weights": "...", "max_side": 640}
+    crop_size: int = 224
+    margin: float = 0.0
+    min_score: float = 0.9
+    # Shrink decoded frames whose longer side exceeds this (px); None: native size.
+    max_side: int | None = None
+    subject: Literal["track", "largest"] = "track"  # "largest": per frame, for unrelated still images
+    track: TrackConfig = field(default_factory=TrackConfig)
+    warp_backend: WarpBackend = "auto"
+    prefetch_batches: int = 2
+
+    def __post_init__(self) -> None:
+        if self.fps < 0 or self.detector_batch < 1 or self.crop_size < 1 or self.prefetch_batches < 1:
+            raise ValueError(f"invalid FaceConfig: {self}")
+
+    @property
+    def align(self) -> AlignConfig:
+        return AlignConfig(size=self.crop_size, margin=self.margin, backend=self.warp_backend)
+
+
+class FrameLike(Protocol):
+    t_s: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One frame's outcome. ``box``/``landmarks``/``crop`` are None when ``face_found`` is False."""
+
+    index: int
+    t_s: float
+    face_found: bool
+    det_score: float  # NaN without a face
+    box: np.ndarray | None  # (4,) x1, y1, x2, y2 px
+    landmarks: np.ndarray | None  # (5, 2) px, image-left eye first
+    crop: np.ndarray | None  # (size, size, 3) uint8 RGB
+    n_faces: int  # faces above min_score in the frame (the subject and others)
+
+
+@dataclass
+class FaceBatch:
+    """Results of consecutive frames as arrays; ``crops[j]`` belongs to row ``found_rows[j]``."""
+
+    index: np.ndarray  # (b,) int64
+    t_s: np.ndarray  # (b,) float64
+    face_found: np.ndarray  # (b,) bool
+    det_score: np.ndarray  # (b,) float32, NaN where no face
+    boxes: np.ndarray  # (b, 4) float32, NaN where no face
+    landmarks: np.ndarray  # (b, 5, 2) float32, NaN where no face
+    n_faces: np.ndarray  # (b,) int32
+    crops: np.ndarray  # (n_found, size, size, 3) uint8
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def found_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.face_found)
+
+    def results(self) -> Iterator[FaceResult]:
+        crop_of = {int(r): j for j, r in enumerate(self.found_rows)}
+        for r in range(len(self)):
+            found = bool(self.face_found[r])
+            yield FaceResult(
+                index=int(self.index[r]),
+                t_s=float(self.t_s[r]),
+                face_found=found,
+                det_score=float(self.det_score[r]),
+                box=self.boxes[r].copy() if found else None,
+                landmarks=self.landmarks[r].copy() if found else None,
+                crop=self.crops[crop_of[r]] if found else None,
+                n_faces=int(self.n_faces[r]),
+            )
+
+
+@dataclass
+class PipelineStats:
+    """Per-stage wall seconds (decode runs in its own thread, so the stages overlap) and counters."""
+
+    frames: int = 0
+    faces: int = 0
+    batches: int = 0
+    forward_calls: int = 0
+    decode_s: float = 0.0
+    detect_s: float = 0.0
+    align_s: float = 0.0
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        out: dict[str, float] = dataclasses.asdict(self)
+        for stage in ("decode", "detect", "align", "wall"):
+            secs = out[f"{stage}_s"]
+            out[f"{stage}_fps"] = self.frames / secs if secs > 0 else float("nan")
+        out["forward_calls_per_frame"] = self.forward_calls / self.frames if self.frames else float("nan")
+        return out
+
+
+@dataclass
+class _Pending:
+    index: int
+    t_s: float
+    image: np.ndarray
+    dets: Detections
+    device_ref: tuple[torch.Tensor, int] | None = None
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def prefetch(source: Iterable[Any], maxsize: int, stats: PipelineStats | None = None) -> Iterator[Any]:
+    """Iterate ``source`` in a background thread through a queue of at most ``maxsize`` items.
+
+    An exception in ``source`` is re-raised here after the items before it. Stopping early (closing this
+    generator) stops the thread and closes ``source`` if it is a generator.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, maxsize))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        it = iter(source)
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                finally:
+                    if stats is not None:
+                        stats.decode_s += time.perf_counter() - t0
+                if not put(item):
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(_Raised(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            put(_END)
+
+    thread = threading.Thread(target=work, name="face-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+class FacePipeline:
+    """Batched face path for one sequence at a time (create once per worker, reuse across items)."""
+
+    def __init__(
+        self, detector: FaceDetector | str, config: FaceConfig | None = None, device: Any = None
+    ) -> None:
+        self.config = config or FaceConfig()
+        if isinstance(detector, str):
+            detector = create_detector(detector, device=device or "cpu", **self.config.detector_options)
+        self.detector = detector
+        self.stats = PipelineStats()
+
+    @classmethod
+    def from_config(cls, config: FaceConfig, device: Any = "cpu") -> FacePipeline:
+        return cls(config.detector, config, device=device)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """Manifest facts: the feature-changing config, the detector's spec and the alignment template."""
+        cfg = self.config
+        return {
+            "face_pipeline_version": FACE_PIPELINE_VERSION,
+            "fps": cfg.fps,
+            "max_side": cfg.max_side,
+            "min_score": cfg.min_score,
+            "subject": cfg.subject,
+            "track": dataclasses.asdict(cfg.track) if cfg.subject == "track" else None,
+            "detector": self.detector.spec,
+            "alignment": cfg.align.spec(),
+            "time_origin": "first_frame",
+        }
+
+    # ----------------------------------------------------------------------------------------------- public
+    def video_batches(self, path: str | Path) -> Iterator[FaceBatch]:
+        """Decode ``path`` at ``config.fps`` (background thread) and yield ``FaceBatch`` es. A damaged video
+        raises ``VideoDecodeError`` after the batches of every frame that could be decoded."""
+        reader = VideoReader(path, self.config.fps or None, max_side=self.config.max_side)
+        return self.batches(reader)
+
+    def process_video(self, path: str | Path) -> Iterator[FaceResult]:
+        """As ``video_batches``, one ``FaceResult`` per frame."""
+        for batch in self.video_batches(path):
+            yield from batch.results()
+
+    def process(self, frames: Iterable[FrameLike], background: bool = True) -> Iterator[FaceResult]:
+        """One ``FaceResult`` per frame of ``frames`` (objects with ``.t_s`` and ``.image``)."""
+        for batch in self.batches(frames, background=background):
+            yield from batch.results()
+
+    def batches(self, frames: Iterable[FrameLike], background: bool = True) -> Iterator[FaceBatch]:
+        """The core loop: frames (pulled in a background thread unless ``background=False``) -> FaceBatches.
+        An exception from ``frames`` is re-raised after the batches of the frames before it."""
+        cfg = self.config
+        size = cfg.detector_batch
+        source: Iterable[Any] = (
+            prefetch(frames, size * cfg.prefetch_batches, self.stats) if background else frames
+        )
+        tracker = SubjectTracker(cfg.track) if cfg.subject == "track" else None
+        pending: deque[_Pending] = deque()
+        error: BaseException | None = None
+        count = 0
+        t_start = time.perf_counter()
+        calls_before = self.detector.forward_calls
+        it = iter(source)
+        try:
+            while True:
+                chunk: list[Any] = []
+                try:
+                    while len(chunk) < size:
+                        t0 = time.perf_counter()
+                        try:
+                            chunk.append(next(it))
+                        finally:
+                            if not background:
+                                self.stats.decode_s += time.perf_counter() - t0
+                except StopIteration:
+                    pass
+                except Exception as exc:  # a damaged source: finish what we have, then re-raise
+                    error = exc
+                if chunk:
+                    decided = self._detect(chunk, count, tracker, pending)
+                    count += len(chunk)
+                    if decided:
+                        yield self._finish(decided)
+                if error is not None or len(chunk) < size:
+                    break
+            if tracker is not None:
+                rest = tracker.flush()
+                if rest:
+                    yield self._finish([(pending.popleft(), pick) for pick in rest])
+        finally:
+            self.stats.forward_calls += self.detector.forward_calls - calls_before
+            self.stats.wall_s += time.perf_counter() - t_start
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        if error is not None:
+            raise error
+
+    # ---------------------------------------------------------------------------------------------- stages
+    def _detect(
+        self, chunk: list[Any], first_index: int, tracker: SubjectTracker | None, pending: deque[_Pending]
+    ) -> list[tuple[_Pending, int | None]]:
+        cfg = self.config
+        images = [np.asarray(f.image) for f in chunk]
+        t0 = time.perf_counter()
+        on_device = self._warp_on_device(images)
+        batch: Any = images
+        if on_device:
+            batch, _ = frames_to_batch(images, self.detector.device)
+        dets = self.detector.detect(batch)
+        kept = [d.take(d.scores >= cfg.min_score) for d in dets]
+        self.stats.detect_s += time.perf_counter() - t0
+        self.stats.batches += 1
+        decided: list[tuple[_Pending, int | None]] = []
+        for i, (frame, d) in enumerate(zip(chunk, kept, strict=True)):
+            index = getattr(frame, "index", None)
+            item = _Pending(
+                index=first_index + i if index is None else int(index),
+                t_s=float(frame.t_s),
+                image=images[i],
+                dets=d,
+                device_ref=(batch, i) if on_device else None,
+            )
+            if tracker is None:
+                decided.append((item, largest_face([d])[0]))
+                continue
+            pending.append(item)
+            for pick in tracker.push(d):
+                decided.append((pending.popleft(), pick))
+        return decided
+
+    def _warp_on_device(self, images: list[np.ndarray]) -> bool:
+        backend = self.config.warp_backend
+        if backend == "cv2":
+            return False
+        same_size = len({im.shape for im in images}) == 1
+        if backend == "torch":
+            return same_size
+        return self.detector.device.type == "cuda" and same_size
+
+    def _finish(self, decided: list[tuple[_Pending, int | None]]) -> FaceBatch:
+        cfg = self.config
+        t0 = time.perf_counter()
+        b = len(decided)
+        found = np.zeros(b, bool)
+        score = np.full(b, np.nan, np.float32)
+        boxes = np.full((b, 4), np.nan, np.float32)
+        lms = np.full((b, 5, 2), np.nan, np.float32)
+        for r, (item, pick) in enumerate(decided):
+            if pick is None:
+                continue
+            found[r] = True
+            score[r] = item.dets.scores[pick]
+            boxes[r] = item.dets.boxes[pick]
+            lms[r] = item.dets.landmarks[pick]
+        found &= valid_landmarks(lms)
+        rows = np.flatnonzero(found)
+        crops = np.zeros((0, cfg.crop_size, cfg.crop_size, 3), np.uint8)
+        if len(rows):
+            mats = estimate_alignment(lms[rows], cfg.crop_size, cfg.margin)
+            refs = [decided[r][0].device_ref for r in rows]
+            if all(ref is not None for ref in refs):
+                frames = torch.stack([ref[0][ref[1]] for ref in refs if ref is not None])
+                crops = warp_faces(frames, mats, None, cfg.crop_size, "torch")
+            else:
+                crops = warp_faces([decided[r][0].image for r in rows], mats, None, cfg.crop_size, "cv2")
+        not_found = ~found
+        score[not_found], boxes[not_found], lms[not_found] = np.nan, np.nan, np.nan
+        out = FaceBatch(
+            index=np.array([it.index for it, _ in decided], np.int64),
+            t_s=np.array([it.t_s for it, _ in decided], np.float64),
+            face_found=found,
+            det_score=score,
+            boxes=boxes,
+            landmarks=lms,
+            n_faces=np.array([len(it.dets) for it, _ in decided], np.int32),
+            crops=crops,
+        )
+        self.stats.frames += b
+        self.stats.faces += int(found.sum())
+        self.stats.align_s += time.perf_counter() - t0
+        return out
+
+    def reset_stats(self) -> None:
+        self.stats = PipelineStats()

@@ -1,0 +1,291 @@
+"""The face feature extractor: an item's video (or still frames) -> one row per sampled frame with a face embedding.
+
+``FaceEmbeddingExtractor`` (registered as ``"face"``) is built once per worker: the detector and the backbone load
+in ``__init__`` on the worker's device. Per item it runs the batched ``FacePipeline`` (decode in a background
+thread, detection ``detect_batch`` frames per call, subject tracking, 5-point alignment) and embeds the aligned
+crops ``embed_batch`` at a time, across the frame-batch boundaries of the video, so the backbone sees full batches.
+
+Rows: one per sampled frame, ``t_start_s`` = the frame's time, ``t_end_s`` = the next sample's time (1/fps later
+for video). A frame without the subject's face keeps its row with a NaN embedding (masked, never zeros),
+``q_face_found`` False and ``q_det_score`` NaN. An item without a face in any frame fails with ItemError. A corrupt
+or truncated video fails the item by default (``on_corrupt="fail"``): a store then holds only complete videos, and
+the error is recorded; ``on_corrupt="keep"`` keeps the rows of the frames decoded before the damage and records
+the error in the item's meta instead.
+
+``detector="none"`` is for datasets whose images are face crops already (FER2013's 48x48): the whole image is
+resized to ``crop_size`` and embedded; every row has ``q_face_found`` True and ``q_det_score`` NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from extract.base import EXTRACTORS, FeatureExtractor, ItemError
+from extract.datasets.base import DatasetReader, Item
+from store.schema import ItemRows
+
+log = logging.getLogger(__name__)
+
+EXTRACTOR_VERSION = "1"
+ComputeDtype = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+@EXTRACTORS.register("face", kind="face")
+class FaceEmbeddingExtractor(FeatureExtractor):
+    """Face path + backbone. ``EXTRACTORS.create("face", detector="mtcnn", backbone="clip-vit-l14", fps=5,
+    device="cuda:0")``. Extra keyword options are ``FaceConfig`` fields (``min_score``, ``margin``, ``max_side``,
+    ``subject``, ``track`` ...)."""
+
+    kind = "face"
+
+    def __init__(
+        self,
+        detector: str = "mtcnn",
+        backbone: str = "clip-vit-l14",
+        fps: float = 5.0,
+        crop_size: int = 224,
+        dtype: str = "float16",
+        detect_batch: int = 16,
+        embed_batch: int = 64,
+        on_corrupt: Literal["fail", "keep"] = "fail",
+        compute_dtype: ComputeDtype = "auto",
+        device: str | torch.device = "cpu",
+        **face_options: Any,
+    ) -> None:
+        from extract.backbones import create_backbone
+
+        if on_corrupt not in ("fail", "keep"):
+            raise ValueError(f"on_corrupt {on_corrupt!r} is not one of 'fail', 'keep'")
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype {dtype!r} is not one of 'float16', 'float32'")
+        self.device = torch.device(device)
+        self.detector_name = detector
+        self.backbone_name = backbone
+        self.fps = float(fps)
+        self.crop_size = int(crop_size)
+        self.dtype = dtype
+        self.embed_batch = int(embed_batch)
+        self.on_corrupt = on_corrupt
+        self.compute_dtype_option = compute_dtype
+        # fp16 weights on the GPU, fp32 on the CPU (fp16 matmuls on the CPU are slow and imprecise).
+        self.compute_dtype = compute_dtype if compute_dtype != "auto" else (
+            "float16" if self.device.type == "cuda" else "float32")
+        self.backbone = create_backbone(backbone, device=self.device, dtype=self.compute_dtype,
+                                        batch_size=self.embed_batch)
+        self.pipeline = None
+        if detector != "none":
+            from extract.face.pipeline import FaceConfig, FacePipeline
+            from extract.face.track import TrackConfig
+
+            options = dict(face_options)
+            if isinstance(options.get("track"), dict):
+                options["track"] = TrackConfig(**options["track"])
+            config = FaceConfig(fps=self.fps, detector=detector, detector_batch=int(detect_batch),
+                                crop_size=self.crop_size, **options)
+            self.pipeline = FacePipeline.from_config(config, device=self.device)
+        elif face_options:
+            unknown = sorted(set(face_options) - {"max_side"})
+            if unknown:
+                raise ValueError(f"detector 'none' takes no face options, got {', '.join(unknown)}")
+        self.max_side = face_options.get("max_side")
+        self.last_stage_s: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------------------ manifest
+    def manifest_parts(self) -> dict[str, Any]:
+        bspec = dict(self.backbone.spec)
+        bspec.pop("dtype", None)  # the compute precision follows the device; it is in each item's meta
+        config: dict[str, Any] = {
+            "fps": self.fps,
+            "detector": self.detector_name,
+            "backbone": self.backbone_name,
+            "crop_size": self.crop_size,
+            "on_corrupt": self.on_corrupt,
+            "compute_dtype": self.compute_dtype_option,
+        }
+        if self.pipeline is not None:
+            fc = self.pipeline.config
+            config.update(min_score=fc.min_score, margin=fc.margin, max_side=fc.max_side, subject=fc.subject,
+                          track=dataclasses.asdict(fc.track) if fc.subject == "track" else None,
+                          detector_options=dict(fc.detector_options))
+            face = self.pipeline.spec
+            detector_spec = face.get("detector", {})
+        else:
+            face = {"detector": "none", "crop": f"whole image resized to {self.crop_size}x{self.crop_size} "
+                                                 "(bilinear, antialiased), gray replicated to RGB"}
+            detector_spec = {"name": "none"}
+        return {
+            "extractor": f"face/{self.detector_name}+{self.backbone_name}",
+            "extractor_version": EXTRACTOR_VERSION,
+            "dim": int(self.backbone.dim),
+            "dtype": self.dtype,
+            "config": config,
+            "model": {"backbone": bspec, "detector": detector_spec},
+            "preprocessing": {
+                "face": face,
+                "backbone": bspec.get("preprocessing", {}),
+                "rows": "one per sampled frame; t_start_s = frame time (pts, from the first frame), "
+                        "t_end_s = next sample time",
+                "no_face": "row kept: NaN embedding, q_face_found False, q_det_score NaN",
+            },
+        }
+
+    # --------------------------------------------------------------------------------------------- extraction
+    def extract(self, reader: DatasetReader, item: Item) -> ItemRows:
+        t_item = time.perf_counter()
+        video = reader.video_path(item)
+        frames: Iterable[Any] | None = None if video is not None else reader.frames(item)
+        embed_s = 0.0
+        chunks: list[dict[str, np.ndarray]] = []  # per FaceBatch: t_s, face_found, det_score, n_faces
+        emb_parts: list[np.ndarray] = []  # embeddings of the found crops, in order
+        buffer: list[np.ndarray] = []  # crops waiting for a full backbone batch
+        buffered = 0
+        error: ItemError | None = None
+
+        def flush(force: bool) -> None:
+            nonlocal buffer, buffered, embed_s
+            while buffered >= self.embed_batch or (force and buffered):
+                crops = np.concatenate(buffer) if len(buffer) > 1 else buffer[0]
+                take = crops if force else crops[: self.embed_batch]
+                rest = crops[len(take):]
+                t0 = time.perf_counter()
+                emb_parts.append(self.backbone.embed(take))
+                embed_s += time.perf_counter() - t0
+                buffer = [rest] if len(rest) else []
+                buffered = len(rest)
+
+        stats_before = self._pipeline_stats()
+        try:
+            for batch in self._batches(video, frames):
+                chunks.append(batch)
+                crops = batch["crops"]
+                if len(crops):
+                    buffer.append(crops)
+                    buffered += len(crops)
+                    flush(force=False)
+        except ItemError as exc:  # VideoDecodeError: raised after every decodable frame went through
+            error = exc
+        flush(force=True)
+        stats = self._pipeline_stats()
+        self.last_stage_s = {k: stats[k] - stats_before.get(k, 0.0) for k in stats}
+        self.last_stage_s["embed"] = embed_s
+
+        n = sum(len(c["t_s"]) for c in chunks)
+        source = str(video) if video is not None else f"{n} still frames"
+        if error is not None and (self.on_corrupt == "fail" or n == 0):
+            raise ItemError(f"{item.key}: {error}") from error
+        if n == 0:
+            raise ItemError(f"{item.key}: no frames in {source}")
+        t_s = np.concatenate([c["t_s"] for c in chunks])
+        found = np.concatenate([c["face_found"] for c in chunks])
+        if not found.any():
+            raise ItemError(f"{item.key}: no face found in any of the {n} sampled frames of {source}")
+        embeddings = np.full((n, self.backbone.dim), np.nan, np.float32)
+        embeddings[found] = np.concatenate(emb_parts)
+        meta: dict[str, Any] = {
+            "source": source,
+            "n_frames": int(n),
+            "n_faces": int(found.sum()),
+            "device": str(self.device),
+            "compute_dtype": self.compute_dtype,
+            "seconds": round(time.perf_counter() - t_item, 4),
+        }
+        if error is not None:
+            meta["decode_error"] = str(error)
+        return ItemRows(
+            key=item.key,
+            embeddings=embeddings,
+            subject=item.subject,
+            session=item.session,
+            trial=item.trial,
+            t_start_s=t_s,
+            t_end_s=t_s + _durations(t_s, self.fps if video is not None else None),
+            labels=dict(item.labels),
+            quality={
+                "face_found": found,
+                "det_score": np.concatenate([c["det_score"] for c in chunks]).astype(np.float32),
+                "n_faces": np.concatenate([c["n_faces"] for c in chunks]).astype(np.int32),
+            },
+            fold=item.fold,
+            meta=meta,
+        )
+
+    def _pipeline_stats(self) -> dict[str, float]:
+        if self.pipeline is None:
+            return dict(self._none_stats) if hasattr(self, "_none_stats") else {}
+        s = self.pipeline.stats
+        return {"decode": s.decode_s, "detect": s.detect_s, "align": s.align_s}
+
+    def _batches(self, video: Any, frames: Iterable[Any] | None) -> Iterator[dict[str, np.ndarray]]:
+        if self.pipeline is not None:
+            batches = self.pipeline.video_batches(video) if video is not None else self.pipeline.batches(frames)
+            for b in batches:
+                yield {"t_s": b.t_s, "face_found": b.face_found, "det_score": b.det_score, "n_faces": b.n_faces,
+                       "crops": b.crops}
+            return
+        yield from self._whole_images(video, frames)
+
+    def _whole_images(self, video: Any, frames: Iterable[Any] | None) -> Iterator[dict[str, np.ndarray]]:
+        """detector="none": each frame, resized whole to the crop size, is the face crop."""
+        import cv2
+
+        from extract.face.decode import VideoReader
+
+        source: Iterable[Any] = VideoReader(video, self.fps, max_side=self.max_side) if video is not None else frames
+        stats = self.__dict__.setdefault("_none_stats", {"decode": 0.0, "align": 0.0})
+        size = self.crop_size
+        times: list[float] = []
+        crops: list[np.ndarray] = []
+        it = iter(source)
+        error: ItemError | None = None
+        while True:
+            t0 = time.perf_counter()
+            try:
+                frame = next(it, None)
+            except ItemError as exc:  # a damaged video: embed what was decoded, then re-raise
+                frame, error = None, exc
+            stats["decode"] += time.perf_counter() - t0
+            if frame is not None:
+                t0 = time.perf_counter()
+                image = np.asarray(frame.image)
+                if image.ndim == 2:
+                    image = np.repeat(image[..., None], 3, axis=2)
+                if image.shape[:2] != (size, size):
+                    interp = cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR
+                    image = cv2.resize(image, (size, size), interpolation=interp)
+                crops.append(np.ascontiguousarray(image, dtype=np.uint8))
+                times.append(float(frame.t_s))
+                stats["align"] += time.perf_counter() - t0
+            if crops and (frame is None or len(crops) >= self.embed_batch):
+                n = len(crops)
+                yield {"t_s": np.asarray(times, np.float64), "face_found": np.ones(n, bool),
+                       "det_score": np.full(n, np.nan, np.float32), "n_faces": np.ones(n, np.int32),
+                       "crops": np.stack(crops)}
+                times, crops = [], []
+            if frame is None:
+                if error is not None:
+                    raise error
+                return
+
+    def close(self) -> None:
+        self.pipeline = None
+        self.backbone = None  # type: ignore[assignment]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _durations(t_s: np.ndarray, fps: float | None) -> np.ndarray:
+    """Each row lasts until the next sample: 1/fps for sampled video; the median frame spacing for still frames
+    (1 s for a single still image)."""
+    if fps:
+        return np.full(t_s.shape, 1.0 / fps)
+    if len(t_s) > 1:
+        step = float(np.median(np.diff(t_s)))
+        return np.full(t_s.shape, step if step > 0 else 1.0)
+    return np.ones(t_s.shape)

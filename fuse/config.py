@@ -1,0 +1,151 @@
+"""The typed configuration of one ``pipeline fuse`` run (defaults < ``--config FILE`` < CLI options).
+
+The resolved config is written as ``config.yaml`` into every results directory; ``pipeline fuse --config
+results/X/config.yaml`` repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Strategy = Literal["eeg", "face", "early", "late", "transformer"]
+Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session"]
+ClassifierName = Literal["auto", "logreg", "mlp", "transformer"]
+
+
+@dataclass(frozen=True)
+class LogRegConfig:
+    """scikit-learn LogisticRegression (lbfgs)."""
+
+    C: float = 1.0
+    max_iter: int = 300
+    class_weight: Literal["none", "balanced"] = "none"
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """One hidden layer MLP head (torch)."""
+
+    hidden: int = 128
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The cross-modal transformer (torch): projections, positions, cross-attention both ways, a self-attention
+    layer, masked pooling, a learned modality gate and an optional gradient-reversal subject adversary."""
+
+    d_model: int = 64
+    heads: int = 4
+    dropout: float = 0.1
+    context: int = 8  # window granularity: windows of one trial around each row (the row's own window included)
+    max_len: int = 64  # trial granularity: at most this many windows of a trial (evenly subsampled)
+    adversary_lambda: float = 0.0  # > 0 adds a subject classifier behind gradient reversal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The one training loop of every torch head (AdamW, early stopping on an inner split grouped by trial)."""
+
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 6
+    val_fraction: float = 0.15  # of the training fold's trials, held out for early stopping
+    class_weighted: bool = True  # class-weighted cross-entropy (weights from the training fold)
+
+
+@dataclass(frozen=True)
+class LateConfig:
+    """How late fusion combines per-modality probabilities."""
+
+    combine: Literal["mean", "tuned", "stack"] = "mean"
+    weights: tuple[float, ...] = ()  # mean: (w_eeg, w_face); empty = equal weights
+    inner_folds: int = 5  # stack: out-of-fold probabilities from this many folds grouped by trial
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """One fusion run: which stores, how rows are aligned, strategy, classifier, target, protocol, outputs."""
+
+    stores: tuple[str, ...] = ()  # explicit store paths (one EEG-like and/or one face-like)
+    cache: str = ""  # or a folder whose stores are discovered by kind
+    dataset: str = ""  # pick this dataset's stores when the cache holds several
+    strategy: Strategy = "early"
+    classifier: ClassifierName = "auto"  # auto: transformer for the transformer strategy, logreg otherwise
+    target: str = "valence"  # a label column without its "label_" prefix
+    threshold: float = 5.0  # continuous ratings (DEAP valence/arousal/dominance/liking) are binarised here
+    threshold_side: Literal[">=", ">"] = ">="
+    protocol: Protocol = "loso"
+    k: int = 5  # kfold: folds per subject (grouped by trial)
+    granularity: Literal["window", "trial"] = "window"
+    window_s: float = 1.0  # face-only runs: fixed windows on the face clock; 0 = one row per stored frame
+    require_both: bool = False  # use only rows that have both modalities, whatever the strategy
+    pca_components: int = 0  # > 0: PCA after standardisation, fitted on training folds only
+    seed: int = 0
+    out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
+    save_final: bool = True  # also train on all rows and save that model under models/final
+    logreg: LogRegConfig = field(default_factory=LogRegConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    late: LateConfig = field(default_factory=LateConfig)
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2, got {self.k}")
+        if self.window_s < 0:
+            raise ValueError(f"window_s must be >= 0, got {self.window_s}")
+        if self.pca_components < 0:
+            raise ValueError(f"pca_components must be >= 0, got {self.pca_components}")
+        if self.classifier == "transformer" and self.strategy != "transformer":
+            raise ValueError("classifier 'transformer' needs the transformer strategy (--strategy transformer)")
+        if self.strategy == "transformer" and self.classifier not in ("auto", "transformer"):
+            raise ValueError(f"the transformer strategy is its own classifier; got classifier {self.classifier!r}")
+        if self.late.weights and len(self.late.weights) != 2:
+            raise ValueError(f"late.weights needs two values (eeg, face), got {self.late.weights}")
+
+    @property
+    def classifier_name(self) -> str:
+        """The concrete classifier (``auto`` resolved)."""
+        if self.classifier != "auto":
+            return self.classifier
+        return "transformer" if self.strategy == "transformer" else "logreg"
+
+    def default_out(self) -> str:
+        return f"results/{self.strategy}-{self.target}-{self.protocol}"
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a config dataclass (tuples as lists), ready for YAML/JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a config dataclass from ``config_to_dict`` output (saved models carry their resolved config).
+    Type checking of user input is ``pipelines.config``'s job; this only restores what this module wrote."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, tp = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            value = config_from_dict(tp, value)
+        elif typing.get_origin(tp) is tuple:
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)

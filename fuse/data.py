@@ -1,0 +1,417 @@
+"""Stores in, one aligned table out: EEG windows with the face frames of the same seconds pooled into them.
+
+Pure array functions do the work (``pool_into_windows``, ``align``, ``to_trials``); ``load_store`` and
+``find_stores`` are the only functions that touch disk, and they do it through the ``store`` API only.
+
+Roles: every store plays one of two roles. ``eeg`` is an EEG-like store (kind ``eeg`` or ``eeg_de``), ``face`` the
+other modality (kind ``face``; on SEED-V the eye-movement store, kind ``eye``, plays this role).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+log = logging.getLogger(__name__)
+
+ROLE_OF_KIND = {"eeg": "eeg", "eeg_de": "eeg", "face": "face", "eye": "face"}
+ROLES = ("eeg", "face")
+META_COLUMNS = ("item", "subject", "session", "trial", "fold")
+
+
+class FuseDataError(ValueError):
+    """The stores given cannot make the table asked for; the message says what to pass instead."""
+
+
+@dataclass
+class ModalityData:
+    """One store read into memory: embeddings (rows, dim) float32 and the row table (see store.schema)."""
+
+    kind: str
+    dataset: str
+    embeddings: np.ndarray
+    rows: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+        if self.embeddings.ndim != 2 or len(self.embeddings) != len(self.rows):
+            raise FuseDataError(
+                f"store {self.path or self.kind}: {len(self.rows)} rows but embeddings of shape {self.embeddings.shape}"
+            )
+        if self.kind not in ROLE_OF_KIND:
+            raise FuseDataError(f"store {self.path or self.kind}: kind {self.kind!r} is not one of {sorted(ROLE_OF_KIND)}")
+
+    @property
+    def role(self) -> str:
+        return ROLE_OF_KIND[self.kind]
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def valid(self) -> np.ndarray:
+        """Rows usable as features: finite embeddings, and a found face where the store says so."""
+        ok = np.isfinite(self.embeddings).all(axis=1)
+        for flag in ("q_face_found",):
+            if flag in self.rows:
+                ok &= self.rows[flag].to_numpy(dtype=bool)
+        if "q_input_nan" in self.rows:
+            ok &= ~self.rows["q_input_nan"].to_numpy(dtype=bool)
+        return ok
+
+    def source(self) -> dict[str, Any]:
+        """What results record about this store: path, kind, fingerprint and manifest."""
+        return {"path": self.path, "kind": self.kind, "role": self.role, "dataset": self.dataset,
+                "fingerprint": self.fingerprint, "dim": self.dim, "manifest": self.manifest}
+
+
+@dataclass
+class AlignedTable:
+    """Rows (windows or trials) with one feature matrix per role; a role's row is NaN where it is missing.
+
+    ``rows`` has item, subject, session, trial, row, t_start_s, t_end_s, fold, the label_* columns and n_<role>
+    (how many stored rows were pooled into the row). Rows are ordered by (item, t_start_s).
+    For trial granularity, ``windows`` is the window-level table it was made from and ``members[i]`` the window
+    rows of trial row i (the transformer reads sequences from there).
+    """
+
+    rows: pd.DataFrame
+    features: dict[str, np.ndarray]
+    granularity: str = "window"
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    windows: AlignedTable | None = None
+    members: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(r for r in ROLES if r in self.features)
+
+    def available(self, role: str) -> np.ndarray:
+        if role not in self.features:
+            return np.zeros(len(self), dtype=bool)
+        return np.isfinite(self.features[role]).all(axis=1)
+
+    def label_names(self) -> list[str]:
+        return [c[len("label_"):] for c in self.rows.columns if c.startswith("label_")]
+
+    def sequence_index(self, context: int, max_len: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """For each row, the window rows of its trial the transformer reads, as (pool features, (n, L) index).
+
+        Window granularity: ``context`` windows of the same trial centred on the row (-1 pads past the ends).
+        Trial granularity: all windows of the trial, evenly subsampled to at most ``max_len``.
+        """
+        if self.granularity == "trial":
+            assert self.windows is not None and self.members is not None
+            length = max(1, min(max_len, max(len(m) for m in self.members)))
+            index = np.full((len(self), length), -1, dtype=np.int64)
+            for i, member in enumerate(self.members):
+                if len(member) > length:
+                    member = member[np.linspace(0, len(member) - 1, length).round().astype(int)]
+                index[i, : len(member)] = member
+            return self.windows.features, index
+        context = max(1, int(context))
+        codes, starts = _item_segments(self.rows["item"].to_numpy())
+        counts = np.diff(np.append(starts, len(self)))
+        pos = np.arange(len(self)) - starts[codes]
+        n_item = counts[codes]
+        offsets = np.arange(-((context - 1) // 2), context // 2 + 1)
+        index = np.arange(len(self))[:, None] + offsets[None, :]
+        inside = (pos[:, None] + offsets[None, :] >= 0) & (pos[:, None] + offsets[None, :] < n_item[:, None])
+        return self.features, np.where(inside, index, -1)
+
+
+def _item_segments(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..m-1 of consecutive runs of equal items, and the start index of each run (items must be grouped)."""
+    change = np.ones(len(items), dtype=bool)
+    change[1:] = items[1:] != items[:-1]
+    starts = np.flatnonzero(change)
+    codes = np.cumsum(change) - 1
+    return codes, starts
+
+
+def _midpoints(rows: pd.DataFrame) -> np.ndarray:
+    return (rows["t_start_s"].to_numpy(dtype=np.float64) + rows["t_end_s"].to_numpy(dtype=np.float64)) / 2.0
+
+
+def pool_into_windows(
+    win_items: np.ndarray,
+    win_start_s: np.ndarray,
+    win_end_s: np.ndarray,
+    row_items: np.ndarray,
+    row_t_s: np.ndarray,
+    row_valid: np.ndarray,
+    embeddings: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid rows of the same item whose time t falls in [start, end) of each window.
+
+    Returns (pooled (n_windows, dim) float32, NaN where no valid row fell in; counts (n_windows,) int).
+    Windows may overlap (a row then counts in each). Vectorised: a sparse (windows x rows) membership matrix.
+    """
+    n_win, dim = len(win_items), embeddings.shape[1]
+    order = np.lexsort((row_t_s, row_items))
+    s_items, s_t = row_items[order], row_t_s[order]
+    uniq, first = np.unique(s_items, return_index=True)
+    last = np.append(first[1:], len(s_items))
+    seg = {item: (a, b) for item, a, b in zip(uniq.tolist(), first.tolist(), last.tolist(), strict=True)}
+    lo = np.zeros(n_win, dtype=np.int64)
+    hi = np.zeros(n_win, dtype=np.int64)
+    w_order = np.argsort(win_items, kind="stable")
+    w_sorted = win_items[w_order]
+    w_uniq, w_first = np.unique(w_sorted, return_index=True)
+    w_last = np.append(w_first[1:], len(w_sorted))
+    for item, a, b in zip(w_uniq.tolist(), w_first.tolist(), w_last.tolist(), strict=True):
+        if item not in seg:
+            continue
+        ra, rb = seg[item]
+        idx = w_order[a:b]
+        lo[idx] = ra + np.searchsorted(s_t[ra:rb], win_start_s[idx], side="left")
+        hi[idx] = ra + np.searchsorted(s_t[ra:rb], win_end_s[idx], side="left")
+    lengths = np.maximum(hi - lo, 0)
+    total = int(lengths.sum())
+    win_of = np.repeat(np.arange(n_win), lengths)
+    ramp = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    sorted_pos = np.repeat(lo, lengths) + ramp
+    members = order[sorted_pos]
+    keep = row_valid[members]
+    win_of, members = win_of[keep], members[keep]
+    counts = np.bincount(win_of, minlength=n_win)
+    matrix = sp.csr_matrix(
+        (np.ones(len(members), dtype=np.float32), (win_of, members)), shape=(n_win, len(row_items))
+    )
+    safe = np.where(row_valid[:, None], embeddings, 0.0).astype(np.float32, copy=False)
+    sums = np.asarray(matrix @ safe, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = sums / counts[:, None].astype(np.float32)
+    pooled[counts == 0] = np.nan
+    return pooled.astype(np.float32, copy=False), counts
+
+
+def _base_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in (*META_COLUMNS, "row", "t_start_s", "t_end_s") if c in rows]
+    cols += [c for c in rows.columns if c.startswith("label_")]
+    out = rows[cols].reset_index(drop=True).copy()
+    if "fold" not in out:
+        out["fold"] = -1
+    return out
+
+
+def _fixed_windows(data: ModalityData, window_s: float) -> pd.DataFrame:
+    """Windows [k*w, (k+1)*w) on the face clock that hold at least one stored row (0: the stored rows)."""
+    rows = data.rows.reset_index(drop=True)
+    t = _midpoints(rows)
+    if window_s <= 0:
+        return _base_rows(rows)
+    k = np.floor(t / window_s).astype(np.int64)
+    frame = pd.DataFrame({"item": rows["item"].to_numpy(), "k": k, "pos": np.arange(len(rows))})
+    first = frame.groupby(["item", "k"], sort=True)["pos"].min()
+    pos = first.to_numpy()
+    base = _base_rows(rows.iloc[pos])
+    kk = first.index.get_level_values("k").to_numpy()
+    base["t_start_s"] = kk * window_s
+    base["t_end_s"] = (kk + 1) * window_s
+    base["row"] = base.groupby("item").cumcount().to_numpy()
+    return base
+
+
+def align(modalities: Sequence[ModalityData], window_s: float = 1.0) -> AlignedTable:
+    """The window-level aligned table of one EEG-like and/or one face-like store of the same dataset.
+
+    With an EEG store its rows are the windows: each EEG window gets the mean of the valid face rows of the same
+    item whose mid-time falls in it (``n_face`` counts them). Without one, the windows are fixed ``window_s``
+    windows on the face clock (0: one row per stored face row). Face items without EEG are not used (logged).
+    """
+    by_role: dict[str, ModalityData] = {}
+    for data in modalities:
+        if data.role in by_role:
+            raise FuseDataError(
+                f"two {data.role}-role stores given ({by_role[data.role].path or by_role[data.role].kind} and "
+                f"{data.path or data.kind}); pass exactly one per role"
+            )
+        by_role[data.role] = data
+    if not by_role:
+        raise FuseDataError("no store given")
+    datasets = {d.dataset for d in by_role.values()}
+    if len(datasets) > 1:
+        raise FuseDataError(f"stores of different datasets given: {sorted(datasets)}")
+    features: dict[str, np.ndarray] = {}
+    if "eeg" in by_role:
+        eeg = by_role["eeg"]
+        order = np.lexsort((eeg.rows["t_start_s"].to_numpy(), eeg.rows["item"].to_numpy()))
+        base = _base_rows(eeg.rows.iloc[order])
+        emb = eeg.embeddings[order].copy()
+        valid = eeg.valid()[order]
+        emb[~valid] = np.nan
+        features["eeg"] = emb
+        base["n_eeg"] = valid.astype(np.int64)
+    else:
+        face = by_role["face"]
+        base = _fixed_windows(face, window_s)
+        order = np.lexsort((np.arange(len(base)), base["t_start_s"].to_numpy(), base["item"].to_numpy()))
+        base = base.iloc[order].reset_index(drop=True)
+    if "face" in by_role:
+        face = by_role["face"]
+        if "eeg" not in by_role and window_s <= 0:  # one row per stored row: nothing to pool
+            valid = face.valid()[order]
+            pooled = face.embeddings[order].copy()
+            pooled[~valid] = np.nan
+            counts = valid.astype(np.int64)
+        else:
+            pooled, counts = pool_into_windows(
+                base["item"].to_numpy(),
+                base["t_start_s"].to_numpy(dtype=np.float64),
+                base["t_end_s"].to_numpy(dtype=np.float64),
+                face.rows["item"].to_numpy(),
+                _midpoints(face.rows),
+                face.valid(),
+                face.embeddings,
+            )
+        features["face"] = pooled
+        base["n_face"] = counts.astype(np.int64)
+        if "eeg" in by_role:
+            orphan = sorted(set(face.rows["item"].unique()) - set(base["item"].unique()))
+            if orphan:
+                log.warning("%d face item(s) have no EEG rows and are not used (e.g. %s)", len(orphan), orphan[0])
+    sources = {role: data.source() for role, data in by_role.items()}
+    table = AlignedTable(rows=base.reset_index(drop=True), features=features, granularity="window", sources=sources)
+    for role in table.roles:
+        missing = int((~table.available(role)).sum())
+        if missing:
+            log.info("%d of %d windows have no %s features", missing, len(table), role)
+    return table
+
+
+def to_trials(table: AlignedTable) -> AlignedTable:
+    """One row per item: each role's features averaged over the item's windows, weighted by what was pooled
+    into them (so a trial's face vector is the mean of all its valid frames inside the EEG windows)."""
+    if table.granularity != "window":
+        raise FuseDataError("to_trials needs a window-level table")
+    items = table.rows["item"].to_numpy()
+    codes, starts = _item_segments(items)
+    n_items = len(starts)
+    trial_rows = table.rows.iloc[starts].reset_index(drop=True).copy()
+    ends = np.append(starts[1:], len(table))
+    trial_rows["t_start_s"] = table.rows["t_start_s"].to_numpy()[starts]
+    trial_rows["t_end_s"] = table.rows.groupby(codes)["t_end_s"].max().to_numpy()
+    trial_rows["row"] = 0
+    features = {}
+    for role, feats in table.features.items():
+        count_col = f"n_{role}"
+        weights = table.rows[count_col].to_numpy(dtype=np.float64) if count_col in table.rows else np.ones(len(table))
+        ok = np.isfinite(feats).all(axis=1) & (weights > 0)
+        w = np.where(ok, weights, 0.0).astype(np.float32)
+        matrix = sp.csr_matrix((w, (codes, np.arange(len(table)))), shape=(n_items, len(table)))
+        sums = np.asarray(matrix @ np.where(ok[:, None], feats, 0.0).astype(np.float32), dtype=np.float32)
+        total = np.asarray(matrix.sum(axis=1)).reshape(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums / total[:, None].astype(np.float32)
+        mean[total == 0] = np.nan
+        features[role] = mean.astype(np.float32)
+        if count_col in table.rows:
+            trial_rows[count_col] = np.bincount(codes, weights=np.where(ok, weights, 0), minlength=n_items).astype(
+                np.int64
+            )
+    members = [np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return AlignedTable(
+        rows=trial_rows, features=features, granularity="trial", sources=table.sources, windows=table, members=members
+    )
+
+
+# --- disk: only through the store API -------------------------------------------------------------------------
+
+
+def load_store(path: str | Path, *, embeddings: bool = True) -> ModalityData:
+    """Read one store (manifest, fingerprint, rows and embeddings) through ``store.open_store``."""
+    from store import open_store
+
+    store = open_store(path)
+    manifest = store.manifest
+    data = store.read(embeddings=embeddings)
+    emb = data.embeddings if embeddings else np.zeros((len(data.rows), 0), dtype=np.float32)
+    return ModalityData(
+        kind=manifest.kind,
+        dataset=manifest.dataset,
+        embeddings=np.asarray(emb, dtype=np.float32),
+        rows=data.rows.reset_index(drop=True),
+        manifest=manifest.to_dict(),
+        fingerprint=str(store.fingerprint),
+        path=str(path),
+    )
+
+
+def describe_store(path: str | Path) -> dict[str, Any]:
+    """Kind, dataset, extractor and fingerprint of a store, without reading its arrays."""
+    from store import open_store
+
+    store = open_store(path)
+    m = store.manifest
+    return {"path": str(path), "kind": m.kind, "dataset": m.dataset, "extractor": m.extractor,
+            "fingerprint": str(store.fingerprint), "role": ROLE_OF_KIND.get(m.kind, "")}
+
+
+def find_stores(
+    stores: Sequence[str | Path] = (), cache: str | Path | None = None, dataset: str = "",
+    roles: Sequence[str] = ROLES,
+) -> dict[str, str]:
+    """Pick one store path per needed role from explicit paths or from the stores found under ``cache``.
+
+    Returns {role: path} for the roles in ``roles`` that are available; raises with the candidates listed when a
+    choice is ambiguous (several datasets, or several stores of one role).
+    """
+    if stores:
+        described = [describe_store(p) for p in stores]
+    elif cache:
+        from store import list_stores
+
+        found = list_stores(cache)
+        if not found:
+            raise FuseDataError(f"{cache}: no stores found; run `pipeline extract` first or pass --stores")
+        described = [describe_store(p) for p in found]
+    else:
+        raise FuseDataError("no stores: pass --stores PATH (repeatable) or --cache DIR")
+    described = [d for d in described if d["role"]]
+    if dataset:
+        described = [d for d in described if d["dataset"] == dataset]
+        if not described:
+            raise FuseDataError(f"no store of dataset {dataset!r} found")
+    datasets = sorted({d["dataset"] for d in described})
+    if len(datasets) > 1:
+        raise FuseDataError(f"stores of several datasets found ({', '.join(datasets)}); choose one with --dataset")
+    chosen: dict[str, str] = {}
+    for role in roles:
+        cands = [d for d in described if d["role"] == role]
+        if len(cands) > 1:
+            listing = "; ".join(f"{d['path']} ({d['kind']}, {d['extractor']})" for d in cands)
+            raise FuseDataError(f"several {role}-role stores: {listing}; pass the one to use with --stores")
+        if cands:
+            chosen[role] = cands[0]["path"]
+    return chosen
+
+
+def roles_for(strategy: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(roles a strategy needs, roles it reads when present) — face-only runs read the EEG store for its windows."""
+    return {
+        "eeg": (("eeg",), ("eeg",)),
+        "face": (("face",), ("eeg", "face")),
+        "early": (("eeg", "face"), ("eeg", "face")),
+        "late": ((), ("eeg", "face")),
+        "transformer": (("eeg", "face"), ("eeg", "face")),
+    }[strategy]
+
+
+def table_summary(table: AlignedTable) -> Mapping[str, Any]:
+    return {"rows": len(table), "items": int(table.rows["item"].nunique()),
+            "subjects": int(table.rows["subject"].nunique()),
+            **{f"rows_with_{r}": int(table.available(r).sum()) for r in table.roles}}

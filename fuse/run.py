@@ -1,0 +1,220 @@
+"""One fusion run end to end: stores -> aligned table -> target -> protocol splits -> strategy per split ->
+predictions, metrics with the majority baseline, a final model, and the results directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fuse.config import FuseConfig, config_to_dict
+from fuse.data import AlignedTable, FuseDataError, ModalityData, align, find_stores, load_store, roles_for, to_trials
+from fuse.metrics import fold_table, majority_class, subject_table, summarise
+from fuse.models import FusionModel, save_model
+from fuse.protocols import make_splits
+from fuse.results import write_results
+from fuse.strategies import Inputs, create_strategy
+from fuse.targets import Target, make_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    out: Path | None
+    config: FuseConfig
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    per_fold: pd.DataFrame
+    per_subject: pd.DataFrame
+    table: AlignedTable
+    final_model: FusionModel | None
+
+
+def resolve(cfg: FuseConfig) -> FuseConfig:
+    """The config as it will be recorded: classifier and output directory made concrete."""
+    return dataclasses.replace(cfg, classifier=cfg.classifier_name, out=cfg.out or cfg.default_out())
+
+
+def load_modalities(cfg: FuseConfig) -> list[ModalityData]:
+    """Read the stores this strategy needs (and the EEG store of face-only runs, for its windows)."""
+    needed, wanted = roles_for(cfg.strategy)
+    if cfg.require_both:
+        needed = ("eeg", "face")
+    paths = find_stores(cfg.stores, cfg.cache or None, cfg.dataset, roles=wanted)
+    missing = [r for r in needed if r not in paths]
+    if missing or not paths:
+        have = ", ".join(f"{r}: {p}" for r, p in paths.items()) or "none"
+        raise FuseDataError(f"strategy {cfg.strategy!r} needs a {' and a '.join(missing or ('eeg', 'face'))} store; "
+                            f"found {have}")
+    out = []
+    for role, path in paths.items():
+        start = time.perf_counter()
+        out.append(load_store(path))
+        log.info("read %s store %s (%d rows) in %.1f s", role, path, len(out[-1].rows), time.perf_counter() - start)
+    return out
+
+
+def used_rows(table: AlignedTable, target: Target, cfg: FuseConfig) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows the run uses and how many were dropped for what (explicit missing-modality policy)."""
+    needed, _ = roles_for(cfg.strategy)
+    if cfg.require_both:
+        needed = ("eeg", "face")
+    keep = target.codes >= 0
+    counts = {"total": len(table), "dropped_missing_label": int((~keep).sum())}
+    for role in needed:
+        ok = table.available(role)
+        counts[f"dropped_missing_{role}"] = int((keep & ~ok).sum())
+        keep &= ok
+    if cfg.strategy == "late":  # late fusion uses what a row has; a row with neither cannot be scored
+        any_role = np.zeros(len(table), dtype=bool)
+        for role in table.roles:
+            any_role |= table.available(role)
+        counts["dropped_no_modality"] = int((keep & ~any_role).sum())
+        keep &= any_role
+        for role in table.roles:
+            counts[f"late_rows_without_{role}"] = int((keep & ~table.available(role)).sum())
+    counts["used"] = int(keep.sum())
+    for name, n in counts.items():
+        if name.startswith("dropped") and n:
+            log.warning("%d of %d rows dropped: %s", n, len(table), name.removeprefix("dropped_").replace("_", " "))
+    return np.flatnonzero(keep), counts
+
+
+def make_inputs(table: AlignedTable, idx: np.ndarray, cfg: FuseConfig) -> Inputs:
+    """Inputs of the used rows: only the roles the strategy reads; sequences for the transformer."""
+    reads = {"eeg": ("eeg",), "face": ("face",)}.get(cfg.strategy, ("eeg", "face"))
+    features = {r: table.features[r][idx] for r in reads if r in table.features}
+    rows = table.rows.iloc[idx]
+    inputs = Inputs(features=features, groups=rows["item"].to_numpy(), subjects=rows["subject"].to_numpy())
+    if cfg.strategy == "transformer":
+        pools, index = table.sequence_index(cfg.transformer.context, cfg.transformer.max_len)
+        inputs.seq_pools, inputs.seq_index = pools, index[idx]
+        inputs.features = {}
+    return inputs
+
+
+def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, *, write: bool = True) -> RunResult:
+    """Run ``cfg``. ``modalities`` (already loaded stores) bypass the store look-up; ``write=False`` keeps it in
+    memory (no results directory)."""
+    cfg = resolve(cfg)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if modalities is None:
+        modalities = load_modalities(cfg)
+    else:
+        _, wanted = roles_for(cfg.strategy)
+        modalities = [m for m in modalities if m.role in wanted or cfg.require_both]
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    table = align(modalities, window_s=cfg.window_s)
+    if cfg.granularity == "trial":
+        table = to_trials(table)
+    dataset = modalities[0].dataset
+    target = make_target(table.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side, dataset=dataset)
+    idx, row_counts = used_rows(table, target, cfg)
+    if len(idx) == 0:
+        raise FuseDataError("no usable rows: every row lacks the label or a modality the strategy needs")
+    rows = table.rows.iloc[idx].reset_index(drop=True)
+    y = target.codes[idx]
+    inputs = make_inputs(table, idx, cfg)
+    splits = make_splits(cfg.protocol, rows, y, k=cfg.k, seed=cfg.seed)
+    timings["align_s"] = time.perf_counter() - t0
+    n_classes = len(target.classes)
+    log.info("%s: %d rows (%d items, %d subjects), %d classes, %d splits", cfg.protocol, len(rows),
+             rows["item"].nunique(), rows["subject"].nunique(), n_classes, len(splits))
+
+    t0 = time.perf_counter()
+    parts = []
+    for i, split in enumerate(splits):
+        strategy = create_strategy(cfg, n_classes, seed=cfg.seed + i)
+        strategy.fit(inputs.take(split.train), y[split.train])
+        proba = strategy.predict_proba(inputs.take(split.test))
+        part = rows.iloc[split.test][["item", "subject", "session", "trial", "row", "t_start_s", "t_end_s"]].copy()
+        part.insert(2, "fold", split.name)
+        part["y_true"] = y[split.test]
+        part["y_pred"] = proba.argmax(axis=1)
+        part["y_baseline"] = majority_class(y[split.train], n_classes)
+        for c in range(n_classes):
+            part[f"p_{target.classes[c]}"] = proba[:, c]
+        parts.append(part)
+        log.debug("split %s: acc %.3f", split.name, float((part["y_true"] == part["y_pred"]).mean()))
+    timings["cv_s"] = time.perf_counter() - t0
+    predictions = pd.concat(parts, ignore_index=True)
+    if predictions.duplicated(["item", "row"]).any():  # every protocol tests each row once
+        raise AssertionError("a row was tested in more than one split")
+    proba_cols = [f"p_{c}" for c in target.classes]
+    summary = summarise(predictions, n_classes, proba_cols)
+    per_fold = fold_table(predictions)
+    per_subject = subject_table(predictions)
+
+    final: FusionModel | None = None
+    info: dict[str, Any] = {}
+    if cfg.save_final:
+        t0 = time.perf_counter()
+        strategy = create_strategy(cfg, n_classes, seed=cfg.seed)
+        strategy.fit(inputs, y)
+        info = model_info(cfg, table, target, strategy)
+        final = FusionModel(strategy, info)
+        timings["final_fit_s"] = time.perf_counter() - t0
+
+    metrics: dict[str, Any] = {
+        "strategy": cfg.strategy, "classifier": cfg.classifier, "protocol": cfg.protocol,
+        "granularity": cfg.granularity, "dataset": dataset, "seed": cfg.seed,
+        "target": target.describe(), "classes": list(target.classes), "rows": row_counts,
+        "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()),
+        "n_folds": len(splits), **summary, "timing_s": timings,
+        "stores": {role: {"fingerprint": s["fingerprint"], "path": s["path"]} for role, s in table.sources.items()},
+    }
+    out = None
+    if write:
+        out = write_results(
+            cfg.out, config=config_to_dict(cfg), metrics=metrics, per_fold=per_fold, per_subject=per_subject,
+            predictions=predictions, splits=[s.manifest(rows) for s in splits], stores=table.sources,
+            classes=list(target.classes),
+            save_model=(lambda d: save_model(final.strategy, info, d)) if final is not None else None,
+        )
+        log.info("results in %s", out)
+    return RunResult(out=out, config=cfg, metrics=metrics, predictions=predictions, per_fold=per_fold,
+                     per_subject=per_subject, table=table, final_model=final)
+
+
+def model_info(cfg: FuseConfig, table: AlignedTable, target: Target, strategy: Any) -> dict[str, Any]:
+    """What a later `pipeline predict` needs to rebuild features for this model and name its outputs."""
+    reads = list(getattr(strategy, "branches", None) or strategy.roles)
+    inputs = {}
+    for role in reads:
+        source = table.sources[role]
+        manifest = source["manifest"]
+        inputs[role] = {
+            "kind": source["kind"], "dataset": source["dataset"], "fingerprint": source["fingerprint"],
+            "dim": source["dim"], "extractor": manifest.get("extractor"), "model": manifest.get("model", {}),
+            "config": manifest.get("config", {}), "preprocessing": manifest.get("preprocessing", {}),
+            "pooling": _pooling_note(cfg, table, role),
+        }
+    return {"strategy": cfg.strategy, "classifier": cfg.classifier, "roles": reads, "classes": list(target.classes),
+            "target": target.describe(), "granularity": cfg.granularity, "window_s": cfg.window_s,
+            "sequence": {"context": cfg.transformer.context, "max_len": cfg.transformer.max_len}
+            if cfg.strategy == "transformer" else None,
+            "inputs": inputs, "config": config_to_dict(cfg)}
+
+
+def _pooling_note(cfg: FuseConfig, table: AlignedTable, role: str) -> str:
+    has_eeg = "eeg" in table.sources
+    if role == "eeg":
+        per = "one EEG window" if cfg.granularity == "window" else "mean of the trial's EEG windows"
+        return f"{per} (store rows as they are)"
+    base = ("the EEG windows" if has_eeg else
+            (f"fixed {cfg.window_s:g} s windows on the face clock" if cfg.window_s > 0 else "each stored frame"))
+    pooled = "mean of valid rows (q_face_found, finite) whose mid-time falls in"
+    if cfg.granularity == "trial":
+        return f"per trial: {pooled} {base}, averaged over the trial (weighted by rows)"
+    return f"{pooled} {base}"

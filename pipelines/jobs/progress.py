@@ -1,0 +1,172 @@
+"""Progress bars while a job runs, and the summary it leaves: printed, and written as JSON beside each store."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from pipelines.jobs.plan import StorePlan
+from pipelines.jobs.worker import ItemOutcome
+
+STAGE_ORDER = ("read", "decode", "detect", "track", "align", "embed", "features", "write")
+
+
+def summary_path(store: Path) -> Path:
+    """``cache/deap/face-...-1a2b3c4d.zarr`` -> ``cache/deap/face-...-1a2b3c4d.zarr.summary.json`` (beside it)."""
+    store = Path(store)
+    return store.with_name(store.name + ".summary.json")
+
+
+@dataclass
+class StoreStats:
+    """What this run did to one store."""
+
+    plan: StorePlan
+    done: int = 0
+    rows: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    claimed: list[str] = field(default_factory=list)
+    item_s: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    started: float | None = None
+    finished: float | None = None
+
+    def add(self, outcome: ItemOutcome) -> None:
+        self.finished = time.perf_counter()
+        if outcome.status == "done":
+            self.done += 1
+            self.rows += outcome.n_rows
+        elif outcome.status == "failed":
+            self.failed[outcome.key] = outcome.error or "failed"
+        else:
+            self.claimed.append(outcome.key)
+        self.item_s += outcome.seconds
+        for stage, seconds in outcome.stages.items():
+            self.stages[stage] = self.stages.get(stage, 0.0) + float(seconds)
+
+    @property
+    def wall_s(self) -> float:
+        if self.started is None or self.finished is None:
+            return 0.0
+        return max(self.finished - self.started, 1e-9)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.wall_s if self.wall_s else 0.0
+
+    def ordered_stages(self) -> dict[str, float]:
+        keys = [k for k in STAGE_ORDER if k in self.stages] + sorted(k for k in self.stages if k not in STAGE_ORDER)
+        return {k: round(self.stages[k], 4) for k in keys}
+
+    def summary(self, *, config: dict[str, Any], runner: str, device: str, stopped: bool,
+                totals: tuple[int, int] | None) -> dict[str, Any]:
+        plan = self.plan
+        retried_ok = [k for k in plan.retry if k not in self.failed and k not in self.claimed]
+        return {
+            "store": str(plan.path),
+            "kind": plan.kind,
+            "dataset": plan.manifest.dataset,
+            "extractor": plan.manifest.extractor,
+            "fingerprint": plan.fingerprint,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "runner": runner,
+            "device": device,
+            "stopped_early": stopped,
+            "items": {
+                "planned": len(plan.todo),
+                "done": self.done,
+                "failed": len(self.failed),
+                "skipped_done": len(plan.done),
+                "skipped_failed": len(plan.failed) - len(plan.retry),
+                "retried": len(plan.retry),
+                "retried_ok": len(retried_ok),
+                "claimed_elsewhere": len(self.claimed),
+                "not_run": len(plan.todo) - self.done - len(self.failed) - len(self.claimed),
+                "no_media": len(plan.missing),
+            },
+            "store_totals": None if totals is None else {"done": totals[0], "failed": totals[1]},
+            "rows": self.rows,
+            "wall_s": round(self.wall_s, 4),
+            "rows_per_s": round(self.rows_per_s, 3),
+            "item_s_mean": round(self.item_s / max(1, self.done + len(self.failed)), 4),
+            "stage_s": self.ordered_stages(),
+            "failures": dict(sorted(self.failed.items())),
+            "skipped_failures": {k: v for k, v in sorted(plan.failed.items()) if k not in plan.retry},
+            "no_media_items": list(plan.missing),
+            "config": config,
+        }
+
+
+def write_summary(summary: dict[str, Any]) -> Path:
+    path = summary_path(Path(summary["store"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+class RowsPerSecond(ProgressColumn):
+    """Rows (frames, windows) per second of this store's task."""
+
+    def render(self, task: Any) -> Text:
+        rows = task.fields.get("rows", 0)
+        elapsed = task.elapsed or 0.0
+        if not elapsed or not rows:
+            return Text("      - rows/s", style="progress.data.speed")
+        return Text(f"{rows / elapsed:8.1f} rows/s", style="progress.data.speed")
+
+
+class JobProgress:
+    """One bar per store: items done/total, rows/s, elapsed, ETA. Failed items count as finished."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RowsPerSecond(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> JobProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def add_store(self, plan: StorePlan) -> None:
+        self.tasks[str(plan.path)] = self.progress.add_task(
+            f"{plan.manifest.dataset} {plan.label}", total=len(plan.todo), rows=0, failed=0, start=False
+        )
+
+    def start(self, store: str) -> None:
+        self.progress.start_task(self.tasks[store])
+
+    def update(self, outcome: ItemOutcome, stats: StoreStats) -> None:
+        task = self.tasks[outcome.store]
+        self.progress.update(task, advance=1, rows=stats.rows, failed=len(stats.failed))

@@ -1,0 +1,170 @@
+"""The work of one item, the same in every runner: claim it, extract it, commit it whole or record its failure.
+
+A ``WorkerContext`` lives once per worker (the driver process in a serial run, each local process, each dask worker)
+and caches what is expensive: the extractors (models load once), the dataset readers and one ``StoreWriter`` per
+store with this worker's own writer id, so each worker writes its own segments into the shared store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from extract.datasets.base import DatasetReader, Item
+from pipelines.jobs.plan import ExtractorRecipe, import_plugins
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreTask:
+    """Everything a worker needs to write items of one store (small and picklable: it travels with each item)."""
+
+    path: str
+    backend: str
+    manifest: dict[str, Any]
+    recipe: ExtractorRecipe
+    dataset: str
+    root: str
+    reader_options_json: str = "{}"
+    plugins: tuple[str, ...] = ()
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one item; the driver turns these into progress and the summary."""
+
+    store: str
+    key: str
+    status: str  # "done" | "failed" | "claimed" (another live writer holds it)
+    n_rows: int = 0
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    worker: str = ""
+
+
+def new_writer_id(name: str = "") -> str:
+    """Unique per worker and per run: host, pid, worker name and a random suffix."""
+    parts = [socket.gethostname().split(".")[0], str(os.getpid())]
+    if name:
+        parts.append(str(name))
+    parts.append(uuid.uuid4().hex[:6])
+    return "-".join(p.replace("/", "_").replace(":", "_") for p in parts)
+
+
+class WorkerContext:
+    """Per-worker caches: extractors by recipe, readers by dataset, writers by store path."""
+
+    def __init__(self, device: Any = None, name: str = "") -> None:
+        self.device = device
+        self.name = name
+        self.writer_id = new_writer_id(name)
+        self._extractors: dict[ExtractorRecipe, Any] = {}
+        self._readers: dict[tuple[str, str, str], DatasetReader] = {}
+        self._writers: dict[str, Any] = {}
+        self._imported: set[tuple[str, ...]] = set()
+
+    # -- caches
+    def adopt_extractor(self, recipe: ExtractorRecipe, extractor: Any) -> None:
+        """Reuse an extractor the driver built for planning (serial runs load the models once, not twice)."""
+        self._extractors[recipe] = extractor
+
+    def adopt_writer(self, path: str, writer: Any) -> None:
+        self._writers[str(path)] = writer
+
+    def extractor(self, recipe: ExtractorRecipe) -> Any:
+        if recipe not in self._extractors:
+            t0 = time.perf_counter()
+            self._extractors[recipe] = recipe.build(self.device)
+            log.debug("worker %s built %s in %.1f s", self.name or "main", recipe.name, time.perf_counter() - t0)
+        return self._extractors[recipe]
+
+    def reader(self, task: StoreTask) -> DatasetReader:
+        key = (task.dataset, task.root, task.reader_options_json)
+        if key not in self._readers:
+            import json
+
+            from extract.datasets.base import create_dataset
+
+            self._readers[key] = create_dataset(task.dataset, task.root, **json.loads(task.reader_options_json))
+        return self._readers[key]
+
+    def writer(self, task: StoreTask) -> Any:
+        if task.path not in self._writers:
+            from store import create_store
+            from store.schema import Manifest
+
+            self._writers[task.path] = create_store(
+                task.path, Manifest.from_dict(task.manifest), backend=task.backend, writer_id=self.writer_id
+            )
+        return self._writers[task.path]
+
+    def ensure_plugins(self, plugins: tuple[str, ...]) -> None:
+        if plugins not in self._imported:
+            import_plugins(plugins)
+            self._imported.add(plugins)
+
+    # -- the work
+    def process(self, task: StoreTask, item: Item) -> ItemOutcome:
+        """Claim, extract, commit ``item`` into ``task``'s store. Any exception of the item is recorded as its
+        failure (failures are data); only store errors while recording propagate."""
+        self.ensure_plugins(task.plugins)
+        t0 = time.perf_counter()
+        writer = self.writer(task)
+        if not writer.claim(item.key):
+            return ItemOutcome(task.path, item.key, "claimed", worker=self.writer_id)
+        stages: dict[str, float] = {}
+        try:
+            extractor = self.extractor(task.recipe)
+            rows = extractor.extract(self.reader(task), item)
+            stages.update(getattr(extractor, "last_stage_s", None) or {})
+            if rows.key != item.key:
+                raise ValueError(f"extractor returned rows for {rows.key!r}, expected {item.key!r}")
+        except Exception as exc:  # one bad item must not stop the run
+            error = _error_line(exc)
+            log.debug("item %s failed:\n%s", item.key, traceback.format_exc())
+            seconds = time.perf_counter() - t0
+            writer.mark_failed(item.key, error, timing_s=seconds)
+            writer.flush()
+            return ItemOutcome(task.path, item.key, "failed", 0, seconds, stages, error, self.writer_id)
+        t1 = time.perf_counter()
+        writer.write_item(rows, timing_s=t1 - t0)
+        writer.flush()  # the item commits whole here
+        stages["write"] = stages.get("write", 0.0) + time.perf_counter() - t1
+        return ItemOutcome(task.path, item.key, "done", rows.n_rows, time.perf_counter() - t0, stages, None,
+                           self.writer_id)
+
+    def close(self) -> None:
+        """Flush and close the writers, release the extractors' models. Safe to call twice."""
+        errors = []
+        for writer in self._writers.values():
+            try:
+                writer.close()
+            except Exception as exc:  # close the others anyway
+                errors.append(exc)
+        self._writers.clear()
+        for extractor in self._extractors.values():
+            try:
+                extractor.close()
+            except Exception:
+                log.debug("closing an extractor failed", exc_info=True)
+        self._extractors.clear()
+        self._readers.clear()
+        if errors:
+            raise errors[0]
+
+
+def _error_line(exc: BaseException) -> str:
+    from extract.base import ItemError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, ItemError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
