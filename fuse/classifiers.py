@@ -217,7 +217,7 @@ class MLP(TorchClassifier):
         X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
         if len(X_t) == 0:
             return np.zeros((0, self.n_classes))
-        return train.predict_proba(self.net, lambda idx: {"x": X_t[idx]}, len(X_t))
+        return train.predict_proba(self.net, lambda idx: {"x": X_t[idx]}, len(X_t), threads=self.train_cfg.threads)
 
 
 class SequenceInputs:
@@ -296,7 +296,7 @@ class Transformer(TorchClassifier):
         if X.index.shape[1] > self.net_args["max_len"]:
             raise ValueError(f"sequences of {X.index.shape[1]} windows; this model takes at most "
                              f"{self.net_args['max_len']}")
-        return train.predict_proba(self.net, X.batch, len(X))
+        return train.predict_proba(self.net, X.batch, len(X), threads=self.train_cfg.threads)
 
 
 def create_classifier(name: str, n_classes: int, cfg: FuseConfig, seed: int) -> Classifier:

@@ -58,6 +58,7 @@ class TrainConfig:
     patience: int = 6
     val_fraction: float = 0.15  # of the training fold's trials, held out for early stopping
     class_weighted: bool = True  # class-weighted cross-entropy (weights from the training fold)
+    threads: int = 1  # torch CPU threads while training/predicting (small heads run best on one); 0 = torch default
 
 
 @dataclass(frozen=True)

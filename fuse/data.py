@@ -160,7 +160,7 @@ def pool_into_windows(
     Returns (pooled (n_windows, dim) float32, NaN where no valid row fell in; counts (n_windows,) int).
     Windows may overlap (a row then counts in each). Vectorised: a sparse (windows x rows) membership matrix.
     """
-    n_win, dim = len(win_items), embeddings.shape[1]
+    n_win = len(win_items)
     order = np.lexsort((row_t_s, row_items))
     s_items, s_t = row_items[order], row_t_s[order]
     uniq, first = np.unique(s_items, return_index=True)

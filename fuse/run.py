@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 
 from fuse.config import FuseConfig, config_to_dict
-from fuse.data import AlignedTable, FuseDataError, ModalityData, align, find_stores, load_store, roles_for, to_trials
+from fuse.data import (
+    AlignedTable,
+    FuseDataError,
+    ModalityData,
+    align,
+    find_stores,
+    load_store,
+    roles_for,
+    to_trials,
+)
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.models import FusionModel, save_model
 from fuse.protocols import make_splits

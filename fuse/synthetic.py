@@ -24,8 +24,8 @@ class Planted:
     eeg_dim: int = 16
     face_dim: int = 32
     fps: float = 5.0
-    eeg_signal: float = 0.35  # label shift along a fixed direction, in noise standard deviations
-    face_signal: float = 0.16  # per frame; ~5 valid frames pool into a window
+    eeg_signal: float = 0.22  # label shift along a fixed direction (projected d-prime = 2 * signal * sqrt(dim))
+    face_signal: float = 0.075  # per frame; about 4.5 valid frames pool into a window
     subject_shift: float = 0.3  # per-subject offset (what makes LOSO harder than within-subject)
     no_face_rate: float = 0.1  # frames without a face (q_face_found False, NaN embedding)
     dataset: str = "deap"

@@ -8,9 +8,10 @@ so a head can read sequences out of a shared feature pool without materialising 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,18 @@ def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.as_tensor(w, dtype=torch.float32)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (0: leave as is), restoring the previous count after."""
+    previous = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _loss(model: nn.Module, batch: Batch, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     custom = getattr(model, "loss", None)
     if callable(custom):
@@ -69,6 +82,12 @@ def fit(
     seed: int = 0,
 ) -> TrainReport:
     """Train ``model`` in place on rows 0..len(y)-1; returns what happened. The best-validation weights are kept."""
+    with torch_threads(cfg.threads):
+        return _fit(model, gather, y, groups, n_classes, cfg, seed)
+
+
+def _fit(model: nn.Module, gather: Callable[[np.ndarray], Batch], y: np.ndarray, groups: np.ndarray,
+         n_classes: int, cfg: TrainConfig, seed: int) -> TrainReport:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=np.int64)
@@ -120,11 +139,13 @@ def evaluate_loss(model: nn.Module, gather: Callable[[np.ndarray], Batch], y: to
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, gather: Callable[[np.ndarray], Batch], n: int, batch_size: int = 1024) -> np.ndarray:
+def predict_proba(model: nn.Module, gather: Callable[[np.ndarray], Batch], n: int, batch_size: int = 1024,
+                  threads: int = 1) -> np.ndarray:
     """Softmax probabilities of rows 0..n-1."""
     model.eval()
     out = []
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(start + batch_size, n))
-        out.append(torch.softmax(model(gather(idx)), dim=-1).cpu().numpy())
+    with torch_threads(threads):
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(start + batch_size, n))
+            out.append(torch.softmax(model(gather(idx)), dim=-1).cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))

@@ -60,6 +60,12 @@ from pipelines.commands.models import models_app  # noqa: E402
 app.add_typer(models_app, name="models")
 
 
+from pipelines.commands.fuse import fuse_command, results_app  # noqa: E402
+
+app.command("fuse")(fuse_command)
+app.add_typer(results_app, name="results")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` lets tests drive the whole CLI in-process."""
     app(args=argv, prog_name="pipeline")

@@ -5,7 +5,7 @@ It lives in ``store`` because that is the one package every stage imports; store
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -59,6 +59,13 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._factories
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the registered names, sorted."""
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._factories)
 
     def _check(self, name: str) -> None:
         if name not in self._factories:

@@ -73,7 +73,7 @@ class Backbone(ABC):
         self._requested_batch_size = batch_size
         self._batch_size: int | None = batch_size
         self.compile = compile
-        self._forward_fn = None
+        self._compiled = None
         self._pinned: list[torch.Tensor | None] = [None, None]
         self._copied: list[torch.cuda.Event | None] = [None, None]
 
@@ -134,8 +134,11 @@ class Backbone(ABC):
         n = int(images.shape[0])
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._forward_fn is None:
-            self._forward_fn = torch.compile(self.forward) if self.compile else self.forward
+        forward = self.forward
+        if self.compile:
+            if self._compiled is None:
+                self._compiled = torch.compile(forward)
+            forward = self._compiled
         outputs: list[torch.Tensor] = []
         start, slot = 0, 0
         with torch.inference_mode():
@@ -143,7 +146,7 @@ class Backbone(ABC):
                 size = min(self.batch_size, n - start)
                 try:
                     batch = self._to_device(images[start : start + size], slot)
-                    outputs.append(self._forward_fn(self.preprocess(batch)))
+                    outputs.append(forward(self.preprocess(batch)))
                 except torch.cuda.OutOfMemoryError:
                     if size == 1:
                         raise

@@ -62,8 +62,8 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _check_loading(path: Path, info: dict[str, Any], allowed_missing: tuple[str, ...] = ()) -> None:
-    missing = [k for k in info.get("missing_keys", []) if not k.startswith(allowed_missing)]
+def _check_loading(path: Path, info: dict[str, Any]) -> None:
+    missing = list(info.get("missing_keys", []))
     mismatched = info.get("mismatched_keys", [])
     if missing or mismatched:
         what = missing[:5] or [str(m) for m in mismatched[:5]]

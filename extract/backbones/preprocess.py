@@ -15,12 +15,14 @@ is exact. Measured differences to transformers' processors are in ``.notes/READM
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -151,20 +153,31 @@ def preprocess(images: torch.Tensor, cfg: PreprocessCfg, dtype: torch.dtype = to
     """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 images (n, H, W, 3), got {tuple(images.shape)} {images.dtype}")
-    x = images.permute(0, 3, 1, 2).float()  # channels-first float32, values 0..255
+    x = images.permute(0, 3, 1, 2)  # channels-first view, values 0..255
     h, w = x.shape[-2:]
     th, tw = resized_shape(h, w, cfg)
     if (th, tw) != (h, w) and x.shape[0] > 0:
-        x = resize(x, (th, tw), cfg.resample)
+        x = resize(x.float(), (th, tw), cfg.resample)
     if cfg.crop is not None:
         x = center_crop(x, cfg.crop)
-    if cfg.rescale is not None:
-        x = x * cfg.rescale
-    if cfg.mean is not None and cfg.std is not None:
-        mean = torch.tensor(cfg.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        x = (x - mean) / std
-    return x.to(dtype).contiguous()
+    x = x.to(torch.float32, memory_format=torch.contiguous_format)  # a new tensor: uint8 in, or a cropped view
+    scale, shift = _scale_shift(cfg, x.device)
+    if scale is not None:
+        x.mul_(scale).add_(shift)  # rescale and normalise fused: x * rescale / std - mean / std
+    return x.to(dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _scale_shift(cfg: PreprocessCfg, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """Per-channel ``rescale / std`` and ``-mean / std`` (in float64, then float32), made once per device."""
+    if cfg.rescale is None and cfg.mean is None:
+        return None, None
+    rescale = cfg.rescale if cfg.rescale is not None else 1.0
+    mean = np.asarray(cfg.mean if cfg.mean is not None else (0.0, 0.0, 0.0), dtype=np.float64)
+    std = np.asarray(cfg.std if cfg.std is not None else (1.0, 1.0, 1.0), dtype=np.float64)
+    scale = torch.tensor(rescale / std, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+    shift = torch.tensor(-mean / std, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+    return scale, shift
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], resample: Resample) -> torch.Tensor:
@@ -173,12 +186,12 @@ def resize(x: torch.Tensor, size: tuple[int, int], resample: Resample) -> torch.
     which is what makes PIL and torchvision's uint8 path differ from a single float resize on noisy images)."""
     th, tw = size
     if resample == "nearest":
-        return F.interpolate(x, size=size, mode="nearest")
+        return F.interpolate(x, size=size, mode="nearest-exact")  # PIL NEAREST: source pixel floor((i + 0.5) * scale)
     h, w = x.shape[-2:]
     if tw != w:
-        x = F.interpolate(x, size=(h, tw), mode=resample, align_corners=False, antialias=True).clamp_(0, 255).round_()
+        x = F.interpolate(x, size=(h, tw), mode=resample, align_corners=False, antialias=True).clamp_(0, 255).add_(0.5).floor_()
     if th != h:
-        x = F.interpolate(x, size=(th, tw), mode=resample, align_corners=False, antialias=True).clamp_(0, 255).round_()
+        x = F.interpolate(x, size=(th, tw), mode=resample, align_corners=False, antialias=True).clamp_(0, 255).add_(0.5).floor_()
     return x
 
 

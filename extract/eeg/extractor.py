@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import scipy
 
 from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DatasetReader, EegRecording, Item
@@ -62,6 +61,8 @@ class EegConfig:
     peripheral_channels: tuple[str, ...] = DEAP_PERIPHERAL_CHANNELS
 
     def __post_init__(self) -> None:
+        for name in ("bands", "channels", "peripheral_channels"):  # lists from YAML/JSON options
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         check_filter_mode(self.filter_mode)
         if self.feature not in ("de", "psd", "de+psd"):
             raise ValueError(f"feature {self.feature!r} is not one of 'de', 'psd', 'de+psd'")
@@ -194,7 +195,6 @@ class EegFeatureExtractor(_WindowedExtractor):
             "model": {},
             "preprocessing": preprocessing,
             "feature_names": names,
-            "library_versions": {"numpy": np.__version__, "scipy": scipy.__version__},
         }
 
     def extract(self, reader: DatasetReader, item: Item) -> ItemRows:
@@ -248,6 +248,7 @@ class PeripheralConfig:
     channels: tuple[str, ...] = DEAP_PERIPHERAL_CHANNELS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
         if self.baseline not in ("subtract-mean", "none"):
             raise ValueError(f"baseline {self.baseline!r} is not one of 'subtract-mean', 'none'")
         for name in ("window_s", "step_s"):
@@ -280,7 +281,6 @@ class PeripheralFeatureExtractor(_WindowedExtractor):
                               "windows": {"window_s": cfg.window_s, "step_s": cfg.step_s},
                               "baseline": {"mode": cfg.baseline, "applied_to": "stats, per trial and channel"}},
             "feature_names": names,
-            "library_versions": {"numpy": np.__version__},
         }
 
     def extract(self, reader: DatasetReader, item: Item) -> ItemRows:

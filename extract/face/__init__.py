@@ -1,34 +1,42 @@
 """The face path: streaming decode, batched detection, subject tracking, five-point alignment.
 
 Entry point for extractors: ``extract.face.pipeline.FacePipeline`` (see its module docstring for an example).
+Names are imported lazily, so ``import extract.face.decode`` does not pull in torch.
 """
 
-from extract.face.align import AlignConfig, align_faces, arcface_template, estimate_alignment, umeyama
-from extract.face.decode import DecodedFrame, VideoDecodeError, VideoInfo, VideoReader, probe_video
-from extract.face.detectors import Detections, FaceDetector, create_detector, list_detectors
-from extract.face.pipeline import FaceBatch, FaceConfig, FacePipeline, FaceResult
-from extract.face.track import SubjectTracker, TrackConfig, track_subject
+from __future__ import annotations
 
-__all__ = [
-    "AlignConfig",
-    "DecodedFrame",
-    "Detections",
-    "FaceBatch",
-    "FaceConfig",
-    "FaceDetector",
-    "FacePipeline",
-    "FaceResult",
-    "SubjectTracker",
-    "TrackConfig",
-    "VideoDecodeError",
-    "VideoInfo",
-    "VideoReader",
-    "align_faces",
-    "arcface_template",
-    "create_detector",
-    "estimate_alignment",
-    "list_detectors",
-    "probe_video",
-    "track_subject",
-    "umeyama",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AlignConfig": "extract.face.align",
+    "align_faces": "extract.face.align",
+    "arcface_template": "extract.face.align",
+    "estimate_alignment": "extract.face.align",
+    "umeyama": "extract.face.align",
+    "DecodedFrame": "extract.face.decode",
+    "VideoDecodeError": "extract.face.decode",
+    "VideoInfo": "extract.face.decode",
+    "VideoReader": "extract.face.decode",
+    "probe_video": "extract.face.decode",
+    "Detections": "extract.face.detectors",
+    "FaceDetector": "extract.face.detectors",
+    "create_detector": "extract.face.detectors",
+    "list_detectors": "extract.face.detectors",
+    "FaceBatch": "extract.face.pipeline",
+    "FaceConfig": "extract.face.pipeline",
+    "FacePipeline": "extract.face.pipeline",
+    "FaceResult": "extract.face.pipeline",
+    "SubjectTracker": "extract.face.track",
+    "TrackConfig": "extract.face.track",
+    "track_subject": "extract.face.track",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'extract.face' has no attribute {name!r}")

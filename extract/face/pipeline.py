@@ -162,6 +162,18 @@ class _Pending:
     device_ref: tuple[torch.Tensor, int] | None = None
 
 
+def _as_rgb(image: Any) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from RGB, gray (H, W) or (H, W, 1) images (FER2013 pixels are gray)."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames, got {arr.dtype}")
+    return arr
+
+
 class _Raised:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -334,7 +346,7 @@ class FacePipeline:
         self, chunk: list[Any], first_index: int, tracker: SubjectTracker | None, pending: deque[_Pending]
     ) -> list[tuple[_Pending, int | None]]:
         cfg = self.config
-        images = [np.asarray(f.image) for f in chunk]
+        images = [_as_rgb(f.image) for f in chunk]
         t0 = time.perf_counter()
         on_device = self._warp_on_device(images)
         batch: Any = images

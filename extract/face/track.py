@@ -3,7 +3,8 @@
 The rule (``SubjectTracker``; ``track_subject`` runs it over a whole sequence):
 
 1. Acquire: over a window of ``init_frames`` frames, follow every face forward by continuity and keep the chain
-   with the largest sum of ``score × box area`` — the most confident, largest face that stays in view. Frames
+   with the largest sum of ``score × box side`` (side = sqrt(area)) — the most confident, largest face that
+   stays in view; a big detection in one frame only does not outweigh a face present throughout. Frames
    of the window before that chain starts, or where it is missing, have no subject face.
 2. Track: in each later frame the subject is the face that continues the last kept box: IoU ≥ ``iou_min`` or a
    centre shift ≤ ``center_tol`` × the box side (the allowance grows with each missed frame), with an area ratio
@@ -81,7 +82,7 @@ def _follow(
     picks: list[int | None] = [None] * len(window)
     picks[first] = start
     ref = window[first].boxes[start]
-    weight = float(window[first].scores[start] * window[first].areas()[start])
+    weight = float(window[first].scores[start] * np.sqrt(window[first].areas()[start]))
     misses = 0
     for t in range(first + 1, len(window)):
         j = match_face(ref, window[t], cfg, misses)
@@ -89,13 +90,13 @@ def _follow(
             misses += 1
             continue
         picks[t], ref, misses = j, window[t].boxes[j], 0
-        weight += float(window[t].scores[j] * window[t].areas()[j])
+        weight += float(window[t].scores[j] * np.sqrt(window[t].areas()[j]))
     return picks, weight
 
 
 def acquire_subject(window: Sequence[Detections], cfg: TrackConfig) -> list[int | None]:
-    """Step 1 of the rule over ``window``: the chain with the largest sum of score × area (ties: earliest start,
-    then the higher-scoring start). All None when the window has no face."""
+    """Step 1 of the rule over ``window``: the chain with the largest sum of score × box side (ties: earliest
+    start, then the higher-scoring start). All None when the window has no face."""
     best: tuple[float, list[int | None]] | None = None
     for first, dets in enumerate(window):
         for start in range(len(dets)):

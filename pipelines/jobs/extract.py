@@ -163,8 +163,6 @@ def _store_task(sp: StorePlan, cfg: ExtractConfig) -> StoreTask:
 
 def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
     """Plan, (unless dry-run) run, summarise. Returns the plan, per-store summaries and the exit code."""
-    from store import create_store
-
     from pipelines.logs import console as log_console
 
     out = out or Console(soft_wrap=True)
@@ -175,6 +173,8 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
     print_plan(plan, out, cfg.dry_run)
     if cfg.dry_run:
         return JobResult(plan, [], 0, dry_run=True)
+
+    from store import create_store
 
     ctx = WorkerContext(device=device, name="main")
     tasks: dict[str, StoreTask] = {}

@@ -77,6 +77,10 @@ def _pool_init(gpus: tuple[int, ...], counter: Any, n_workers: int, plugins: tup
     multiprocessing.util.Finalize(None, _POOL_CTX.close, exitpriority=10)
 
 
+def _pool_ready() -> int:
+    return os.getpid()
+
+
 def _pool_process(task: StoreTask, item: Item) -> ItemOutcome:
     assert _POOL_CTX is not None, "worker context not initialised"
     return _POOL_CTX.process(task, item)
@@ -89,6 +93,8 @@ def run_processes(work: Iterable[Work], n_workers: int, gpus: tuple[int, ...], p
     with ProcessPoolExecutor(n_workers, mp_context=mp, initializer=_pool_init,
                              initargs=(gpus, counter, n_workers, plugins)) as pool:
         try:
+            # Start every worker (imports, device) before the first item, like a dask cluster does.
+            wait([pool.submit(_pool_ready) for _ in range(n_workers)])
             return _drive(lambda t, i: pool.submit(_pool_process, t, i), iter(work),
                           max_in_flight or 2 * n_workers, on_outcome)
         except BaseException:
@@ -169,6 +175,8 @@ def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugin
     and the output directory at the same paths (shared storage)."""
     from distributed import Client, LocalCluster, as_completed
 
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # distributed sets itself to INFO on import
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if scheduler.startswith("local"):
         n, processes = parse_local_scheduler(scheduler)

@@ -76,9 +76,11 @@ def normalize_landmark_order(landmarks: np.ndarray) -> np.ndarray:
 
     "Left" is taken in the face's own frame: with ``up`` the direction from the mouth to the eyes, the left
     direction is ``up`` turned a quarter turn counter-clockwise on screen, so an upright face orders by x and a
-    face rotated by 90° still orders correctly. ``landmarks``: (..., 5, 2); returns a new array.
+    face rotated by 90° still orders correctly. ``landmarks``: (..., 5, 2); returns a new array (same float dtype).
     """
-    lm = np.array(landmarks, dtype=np.float32, copy=True)
+    lm = np.array(landmarks, copy=True)
+    if not np.issubdtype(lm.dtype, np.floating):
+        lm = lm.astype(np.float32)
     if lm.size == 0:
         return lm
     eyes_mid = 0.5 * (lm[..., 0, :] + lm[..., 1, :])

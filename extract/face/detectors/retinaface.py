@@ -347,7 +347,7 @@ class RetinaFaceDetector(FaceDetector):
         pre_nms_top_k: int = 5000,
         max_faces: int = 750,
         max_side: int | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__(device)
         self.name = "retinaface-r50" if backbone == "resnet50" else "retinaface-mnet"
@@ -367,6 +367,8 @@ class RetinaFaceDetector(FaceDetector):
         self.pre_nms_top_k = int(pre_nms_top_k)
         self.max_faces = int(max_faces)
         self.max_side = max_side
+        if isinstance(dtype, str):  # "float16", "bfloat16" from a config file
+            dtype = getattr(torch, dtype)
         self.dtype = dtype or torch.float32
         self.model = self.model.to(self.device, dtype=self.dtype).eval()
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
@@ -381,6 +383,7 @@ class RetinaFaceDetector(FaceDetector):
                 "sha256": self.weights_sha256 or "random-init",
             },
             "normalization": self.normalization,
+            "dtype": str(self.dtype).replace("torch.", ""),
             "score_threshold": self.score_threshold,
             "nms_iou": self.nms_iou,
             "pre_nms_top_k": self.pre_nms_top_k,

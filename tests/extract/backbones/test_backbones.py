@@ -148,7 +148,7 @@ def test_out_of_memory_halves_the_batch(monkeypatch: pytest.MonkeyPatch) -> None
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_forward(pixel_values)
 
-    backbone._forward_fn = forward
+    monkeypatch.setattr(backbone, "forward", forward)
     np.testing.assert_allclose(backbone.embed(images), expected, rtol=0, atol=EMBED_ATOL)
     assert backbone.batch_size == 2 and seen[:3] == [8, 4, 2]
 
@@ -190,6 +190,7 @@ def test_missing_weights_offline_fail_fast_in_one_line(name: str) -> None:
 
 def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens, refused at once
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError, match=r"the hub is unreachable \(127\.0\.0\.1"):

@@ -91,12 +91,13 @@ def test_resolve_bands_names_ranges_and_nyquist() -> None:
 def test_filter_design_is_cached() -> None:
     from extract.eeg import filters
 
-    filters._design.cache_clear()
+    filters._design_cached.cache_clear()
     first = butter_bandpass_sos((8, 14), 128, 4)
-    for _ in range(5):
+    for _ in range(3):
         again = butter_bandpass_sos((8.0, 14.0), 128.0, 4)
-    info = filters._design.cache_info()
-    assert (info.misses, info.hits) == (1, 5)
+        filters.bandpass_zero_phase(np.ones(64), (8, 14), 128.0, 4)
+    info = filters._design_cached.cache_info()
+    assert (info.misses, info.hits) == (1, 6)
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, signal.butter(4, [8, 14], "bandpass", fs=128, output="sos"))
 
@@ -172,8 +173,7 @@ def test_de_keeps_leading_axes_and_offset(eeg: np.ndarray) -> None:
     np.testing.assert_allclose(ours[1, 0], ref, atol=1e-9)
     # Trial mode filters the whole trial, offset samples included, then windows from the offset.
     ours = differential_entropy(eeg[0], FS, BANDS, 128, 128, offset_samples=32)
-    sos = butter_bandpass_sos(BANDS["alpha"], FS, 4)
-    y = signal.sosfiltfilt(sos, eeg[0, 1])
+    y = signal.sosfiltfilt(butter_bandpass_sos(BANDS["alpha"], FS, 4), eeg[0, 1])
     assert ours[3, 1, 2] == pytest.approx(_de(y[32 + 3 * 128:32 + 4 * 128]), abs=1e-12)
 
 
@@ -302,3 +302,13 @@ def test_window_stats_equal_the_loop() -> None:
             w = x[c, k * 64:k * 64 + 128]
             slope = np.polyfit(t, w, 1)[0]
             np.testing.assert_allclose(stats[k, c], [w.mean(), w.std(), w.min(), w.max(), slope], rtol=1e-9, atol=1e-9)
+
+
+def test_filters_equal_scipy_on_any_leading_axes(eeg: np.ndarray) -> None:
+    from extract.eeg.filters import bandpass_causal, bandpass_zero_phase
+
+    sos = butter_bandpass_sos((4, 8), FS, 3)
+    np.testing.assert_allclose(bandpass_zero_phase(eeg, (4, 8), FS, 3), signal.sosfiltfilt(sos, eeg), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(bandpass_causal(eeg, (4, 8), FS, 3), signal.sosfilt(sos, eeg), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="more than 21 samples"):
+        bandpass_zero_phase(eeg[..., :21], (4, 8), FS, 3)

@@ -45,7 +45,9 @@ def test_mtcnn_finds_the_face_with_sane_landmarks(mtcnn, request, face_tools, im
     assert (box[2] - box[0]) > 60  # a real face, not a speck
 
 
-def test_mtcnn_batch_of_mixed_sizes_is_one_call_and_matches_single_calls(mtcnn, astronaut, grace_hopper) -> None:
+def test_mtcnn_batch_of_mixed_sizes_is_one_call_and_matches_single_calls(
+    mtcnn, astronaut, grace_hopper
+) -> None:
     singles = [mtcnn.detect([astronaut])[0], mtcnn.detect([grace_hopper])[0]]
     mtcnn.reset_counters()
     batch = mtcnn.detect([astronaut, grace_hopper])
@@ -71,7 +73,7 @@ def test_mtcnn_through_a_video_written_and_decoded_here(mtcnn, astronaut, tmp_pa
     np.testing.assert_allclose([f.t_s for f in decoded], [0.0, 0.25, 0.5, 0.75], atol=1e-6)
     results = mtcnn.detect([f.image for f in decoded])
     xs = []
-    for f, dets in zip(decoded, results, strict=True):
+    for dets in results:
         box, landmarks, score = _one_face(dets)
         assert score > 0.9
         face_tools.check_face_geometry(box, landmarks)

@@ -1,0 +1,328 @@
+"""End-to-end face extraction throughput: ``pipeline extract`` against a naive seed-style loop, side by side.
+
+Both take the same frames (5 fps from the fixture DEAP face videos, 720x576 at 50 fps) through the same detector
+(MTCNN, weights inside its wheel) and the same tiny backbone (``tiny-clip``), on the same device:
+
+- pipeline: ``run_extract`` (serial runner): streaming PyAV decode at 5 fps in a background thread (only the
+  selected frames are converted to RGB), detection ``--detect-batch`` frames per call, subject tracking, batched
+  alignment, embedding ``--embed-batch`` crops per call across frame batches, rows committed to a Zarr store;
+- naive: what a first script does: decode every frame of the video into a list with OpenCV, take every
+  (reported fps / 5)-th frame, then per frame: detect (one call), take the largest face, align it, embed it (one
+  call). Embeddings are kept in memory, nothing is written.
+
+Each variant runs in its own fresh process (models are built before the clock starts), so its peak RSS is its own.
+Printed: frames/s of each and the ratio, decode passes per video, detector and backbone calls per frame, peak
+RSS, and the largest difference between the two variants' embeddings of the same frames (same crops -> ~0).
+The measured numbers go to ``benchmarks/results/extract_bench.json`` (read by other benchmarks, e.g. fuse_bench).
+
+Usage: python benchmarks/extract_bench.py [--subjects 1] [--trials 2] [--seconds 8] [--detector mtcnn]
+       [--backbone tiny-clip] [--detect-batch 16] [--embed-batch 64] [--gpu -1] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "extract_bench.json"
+FPS = 5.0
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+class Counter:
+    """Wrap ``obj.name`` so calls are counted."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        self.calls = 0
+        inner = getattr(obj, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return inner(*args, **kwargs)
+
+        setattr(obj, name, wrapped)
+
+
+def count_opens() -> dict[str, int]:
+    """Count video containers opened (PyAV and OpenCV): decode passes."""
+    import av
+    import cv2
+
+    opens = {"n": 0}
+    av_open, cv_capture = av.open, cv2.VideoCapture
+
+    def counting_av_open(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("mode", args[1] if len(args) > 1 else "r") == "r":
+            opens["n"] += 1
+        return av_open(*args, **kwargs)
+
+    def counting_capture(*args: Any, **kwargs: Any) -> Any:
+        opens["n"] += 1
+        return cv_capture(*args, **kwargs)
+
+    av.open = counting_av_open
+    cv2.VideoCapture = counting_capture
+    import extract.face.decode as decode
+
+    decode.av.open = counting_av_open
+    return opens
+
+
+# -- variants (each in its own process) -----------------------------------------------------------------------------
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    from extract.devices import resolve_device
+    from pipelines.jobs import ExtractConfig
+    from pipelines.jobs.extract import plan_extract, run_extract
+    from pipelines.jobs.plan import import_plugins
+
+    import_plugins()
+    opens = count_opens()
+    cfg = ExtractConfig(dataset="deap", root=Path(args.root), modality="face", detector=args.detector,
+                        backbone=args.backbone, fps=FPS, out_dir=Path(args.out), gpu=(args.gpu,),
+                        detect_batch=args.detect_batch, embed_batch=args.embed_batch, progress=False)
+    # Count model calls on the extractor the serial run will use (it is built during planning, before the clock).
+    device = resolve_device(args.gpu)
+    import pipelines.jobs.extract as job
+
+    original_plan = job.plan_extract
+    counters: dict[str, Counter] = {}
+
+    def plan_and_count(*a: Any, **kw: Any) -> Any:
+        plan = original_plan(*a, **kw)
+        ex = plan.extractors["face"]
+        counters["detect"] = Counter(ex.pipeline.detector, "detect")
+        counters["embed"] = Counter(ex.backbone, "forward")
+        return plan
+
+    job.plan_extract = plan_and_count
+    rss_models = None
+    t0 = time.perf_counter()
+    result = run_extract(cfg)
+    wall = time.perf_counter() - t0
+    del plan_extract, device
+    summary = result.summaries[0]
+    frames = summary["rows"]
+    n_videos = summary["items"]["done"]
+    emb = _store_embeddings(summary["store"])
+    return {
+        "frames": frames,
+        "videos": n_videos,
+        "seconds": summary["wall_s"],  # first item started -> last item committed (models already built)
+        "seconds_incl_planning": round(wall, 3),
+        "frames_per_s": frames / summary["wall_s"],
+        "decode_passes_per_video": opens["n"] / max(1, n_videos),
+        "detector_calls_per_frame": counters["detect"].calls / max(1, frames),
+        "backbone_calls_per_frame": counters["embed"].calls / max(1, frames),
+        "stage_s": summary["stage_s"],
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_after_models_mib": rss_models,
+        "embeddings": emb,
+    }
+
+
+def _store_embeddings(path: str) -> dict[str, list[list[float]]]:
+    from store import open_store
+
+    store = open_store(path)
+    out: dict[str, list[list[float]]] = {}
+    for key, rows in _iter_items(store):
+        out[key] = np.asarray(rows, np.float32).tolist()
+    return out
+
+
+def _iter_items(store: Any) -> Any:
+    """(item key, (n, dim) embeddings) for every committed item, whatever reading API the store offers."""
+    table = store.read()
+    keys = np.asarray(table["item"]).astype(str)
+    emb = np.asarray(table["embeddings"], np.float32)
+    rows = np.asarray(table["row"])
+    for key in dict.fromkeys(keys):
+        sel = np.flatnonzero(keys == key)
+        yield key, emb[sel[np.argsort(rows[sel])]]
+
+
+def run_naive(args: argparse.Namespace) -> dict[str, Any]:
+    import cv2
+
+    from extract.backbones import create_backbone
+    from extract.datasets.base import create_dataset
+    from extract.devices import resolve_device
+    from extract.face.align import estimate_alignment, warp_faces
+    from extract.face.detectors import create_detector
+    from extract.face.track import largest_face
+    from pipelines.jobs.plan import import_plugins
+
+    import_plugins()
+    device = resolve_device(args.gpu)
+    detector = create_detector(args.detector, device=device)
+    backbone = create_backbone(args.backbone, device=device, dtype="float16" if device.type == "cuda" else "float32")
+    reader = create_dataset("deap", args.root)
+    items = [it for it in reader.items() if reader.video_path(it) is not None]
+    opens = count_opens()
+    detect_calls = Counter(detector, "detect")
+    embed_calls = Counter(backbone, "forward")
+    out: dict[str, list[list[float]]] = {}
+    frames_total = 0
+    t0 = time.perf_counter()
+    for item in items:
+        cap = cv2.VideoCapture(str(reader.video_path(item)))
+        src_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        every: list[np.ndarray] = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            every.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))  # the whole video in memory
+        cap.release()
+        step = max(1, int(round(src_fps / FPS)))
+        rows = []
+        for frame in every[::step]:
+            dets = detector.detect([frame])
+            pick = largest_face(dets)[0]
+            if pick is None:
+                rows.append(np.full(backbone.dim, np.nan, np.float32))
+                continue
+            mat = estimate_alignment(dets[0].landmarks[pick][None], 224)
+            crop = warp_faces([frame], mat, None, 224, "cv2")
+            rows.append(backbone.embed(crop)[0])
+        frames_total += len(rows)
+        out[item.key] = np.asarray(rows, np.float32).tolist()
+        del every
+    seconds = time.perf_counter() - t0
+    return {
+        "frames": frames_total,
+        "videos": len(items),
+        "seconds": round(seconds, 4),
+        "frames_per_s": frames_total / seconds,
+        "decode_passes_per_video": opens["n"] / max(1, len(items)),
+        "detector_calls_per_frame": detect_calls.calls / max(1, frames_total),
+        "backbone_calls_per_frame": embed_calls.calls / max(1, frames_total),
+        "peak_rss_mib": peak_rss_mib(),
+        "embeddings": out,
+    }
+
+
+# -- driver ---------------------------------------------------------------------------------------------------------
+
+
+def child(variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--variant", variant, "--root", args.root, "--out", args.out,
+           "--detector", args.detector, "--backbone", args.backbone, "--gpu", str(args.gpu),
+           "--detect-batch", str(args.detect_batch), "--embed-batch", str(args.embed_batch)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"{variant} variant failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_fixture(root: Path, args: argparse.Namespace) -> None:
+    from extract.fixtures import write_deap
+
+    write_deap(root, subjects=args.subjects, trials=args.trials, seconds=args.seconds, seed=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=["pipeline", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--root", help="an existing DEAP(-layout) root; default: write a fixture")
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--subjects", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--backbone", default="tiny-clip")
+    parser.add_argument("--detect-batch", type=int, default=16)
+    parser.add_argument("--embed-batch", type=int, default=64)
+    parser.add_argument("--gpu", type=int, default=-1)
+    parser.add_argument("--keep", help="keep the fixture and store in this folder")
+    args = parser.parse_args()
+
+    if args.variant:
+        result = run_pipeline(args) if args.variant == "pipeline" else run_naive(args)
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:
+        work = Path(args.keep or tmp)
+        if not args.root:
+            args.root = str(work / "DEAP")
+            t0 = time.perf_counter()
+            make_fixture(Path(args.root), args)
+            print(f"fixture DEAP: {args.subjects} subject(s) x {args.trials} trial(s) x {args.seconds:g} s "
+                  f"in {time.perf_counter() - t0:.1f} s -> {args.root}")
+        args.out = str(work / "cache")
+        pipe = child("pipeline", args)
+        naive = child("naive", args)
+
+    diffs = []
+    for key, emb in naive.pop("embeddings").items():
+        ours = np.asarray(pipe["embeddings"].get(key, []), np.float32)
+        theirs = np.asarray(emb, np.float32)
+        if ours.shape == theirs.shape and ours.size:
+            both = np.isfinite(ours).all(1) & np.isfinite(theirs).all(1)
+            if both.any():
+                diffs.append(float(np.abs(ours[both] - theirs[both]).max()))
+    pipe.pop("embeddings")
+    ratio = pipe["frames_per_s"] / naive["frames_per_s"]
+
+    rows = [
+        ("frames (5 fps samples)", pipe["frames"], naive["frames"]),
+        ("videos", pipe["videos"], naive["videos"]),
+        ("seconds", f"{pipe['seconds']:.2f}", f"{naive['seconds']:.2f}"),
+        ("frames/s", f"{pipe['frames_per_s']:.1f}", f"{naive['frames_per_s']:.1f}"),
+        ("decode passes / video", f"{pipe['decode_passes_per_video']:.2f}", f"{naive['decode_passes_per_video']:.2f}"),
+        ("detector calls / frame", f"{pipe['detector_calls_per_frame']:.3f}",
+         f"{naive['detector_calls_per_frame']:.3f}"),
+        ("backbone calls / frame", f"{pipe['backbone_calls_per_frame']:.3f}",
+         f"{naive['backbone_calls_per_frame']:.3f}"),
+        ("peak RSS (MiB)", f"{pipe['peak_rss_mib']:.0f}", f"{naive['peak_rss_mib']:.0f}"),
+    ]
+    print(f"\nend-to-end face extraction, {args.detector} + {args.backbone}, device "
+          f"{'cpu' if args.gpu < 0 else f'gpu {args.gpu}'}, {os.cpu_count()} CPU core(s)")
+    print(f"{'':26s} {'pipeline':>12s} {'naive':>12s}")
+    for name, a, b in rows:
+        print(f"{name:26s} {a!s:>12s} {b!s:>12s}")
+    print(f"ratio pipeline/naive frames/s: {ratio:.2f}x")
+    print(f"pipeline stage seconds (decode overlaps in its own thread): {pipe['stage_s']}")
+    if diffs:
+        print(f"largest |embedding difference| on frames both found a face in: {max(diffs):.2e}")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": "extract_bench",
+        "detector": args.detector,
+        "backbone": args.backbone,
+        "device": "cpu" if args.gpu < 0 else f"cuda:{args.gpu}",
+        "cpu_count": os.cpu_count(),
+        "fixture": {"subjects": args.subjects, "trials": args.trials, "seconds": args.seconds, "fps": FPS},
+        "pipeline": pipe,
+        "naive": naive,
+        "ratio_frames_per_s": ratio,
+        "max_embedding_diff": max(diffs) if diffs else None,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""``pipeline fuse`` (stores -> models, predictions, metrics) and ``pipeline results show|compare``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+console = Console()  # tables are the command's output: stdout (logs go to stderr)
+
+INPUT = "Input"
+MODEL = "Model"
+EVAL = "Evaluation"
+OUTPUT = "Output"
+
+
+def fuse_command(
+    cache: Annotated[Path | None, typer.Option("--cache", help="Folder whose stores are found by kind (one EEG-like "
+                                               "and/or one face-like store of one dataset).",
+                                               rich_help_panel=INPUT)] = None,
+    stores: Annotated[list[Path] | None, typer.Option("--stores", help="A store to read (repeatable); instead of "
+                                                      "--cache.", rich_help_panel=INPUT)] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Use this dataset's stores when the cache holds "
+                                                "several.", rich_help_panel=INPUT)] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="eeg, face, early, late or transformer "
+                                                 "(default early).", rich_help_panel=MODEL)] = None,
+    classifier: Annotated[str | None, typer.Option("--classifier", help="logreg, mlp or transformer (default: "
+                                                   "transformer for the transformer strategy, logreg otherwise).",
+                                                   rich_help_panel=MODEL)] = None,
+    pca: Annotated[int | None, typer.Option("--pca", help="PCA components after standardisation (0 = none; "
+                                            "fitted on training folds).", rich_help_panel=MODEL)] = None,
+    late_combine: Annotated[str | None, typer.Option("--late-combine", help="Late fusion: mean (fixed weights), "
+                                                     "tuned (weights on an inner split) or stack.",
+                                                     rich_help_panel=MODEL)] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="valence, arousal, dominance, liking "
+                                               "(binarised) or emotion (class ids); default valence.",
+                                               rich_help_panel=EVAL)] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Binarisation threshold of continuous "
+                                                    "ratings (default 5).", rich_help_panel=EVAL)] = None,
+    above: Annotated[bool, typer.Option("--above", help="High = rating > threshold (default: >=).",
+                                        rich_help_panel=EVAL)] = False,
+    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="loso, kfold, dfew, seedv-3fold or "
+                                                 "cross-session (default loso).", rich_help_panel=EVAL)] = None,
+    k: Annotated[int | None, typer.Option("--k", help="kfold: folds per subject (default 5).",
+                                          rich_help_panel=EVAL)] = None,
+    granularity: Annotated[str | None, typer.Option("--granularity", "-g", help="window (one row per EEG window "
+                                                    "or face window) or trial (one row per item).",
+                                                    rich_help_panel=EVAL)] = None,
+    window_s: Annotated[float | None, typer.Option("--window-s", help="Face-only runs: window length on the face "
+                                                   "clock (default 1; 0 = one row per frame).",
+                                                   rich_help_panel=EVAL)] = None,
+    require_both: Annotated[bool, typer.Option("--require-both", help="Use only rows with both modalities, "
+                                               "whatever the strategy (comparable row sets).",
+                                               rich_help_panel=EVAL)] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
+                                             rich_help_panel=EVAL)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default results/"
+                                             "<strategy>-<target>-<protocol>).", rich_help_panel=OUTPUT)] = None,
+    no_save_final: Annotated[bool, typer.Option("--no-save-final", help="Do not train and save the final model "
+                                                "on all rows.", rich_help_panel=OUTPUT)] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file with FuseConfig fields (a "
+                                                "results directory's config.yaml repeats that run).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other field as KEY=VALUE, e.g. "
+                                                   "train.epochs=20, transformer.context=16, "
+                                                   "transformer.adversary_lambda=0.1 (repeatable).")] = None,
+) -> None:
+    """Train and evaluate a fusion model on cached stores (never raw data) and write a results directory: metrics
+    with the majority-class baseline beside them, per-fold/per-subject tables, predictions, plots, the model."""
+    from fuse.config import FuseConfig
+    from fuse.data import FuseDataError
+    from fuse.run import run_fuse
+    from pipelines.config import ConfigError, build_config, parse_overrides, read_config_file
+    from store.registry import UnknownNameError
+
+    overrides: dict[str, Any] = {
+        "cache": str(cache) if cache else None,
+        "stores": [str(s) for s in stores] if stores else None,
+        "dataset": dataset,
+        "strategy": strategy,
+        "classifier": classifier,
+        "pca_components": pca,
+        "late": {"combine": late_combine} if late_combine else None,
+        "target": target,
+        "threshold": threshold,
+        "threshold_side": ">" if above else None,
+        "protocol": protocol,
+        "k": k,
+        "granularity": granularity,
+        "window_s": window_s,
+        "require_both": require_both or None,
+        "seed": seed,
+        "out": str(out) if out else None,
+        "save_final": False if no_save_final else None,
+    }
+    overrides = {key: v for key, v in overrides.items() if v is not None}
+    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError)
+    try:
+        from store import StoreError  # type: ignore[attr-defined]
+
+        errors = (*errors, StoreError)
+    except ImportError:
+        pass
+    try:
+        file_layer = read_config_file(config) if config else None
+        if stores or cache:  # explicit inputs replace both input fields of a config file
+            file_layer = {key: v for key, v in (file_layer or {}).items() if key not in ("stores", "cache")}
+        cfg = build_config(FuseConfig, file_layer, parse_overrides(set_ or []), overrides,
+                           source=str(config) if config else "options")
+        result = run_fuse(cfg)
+    except (*errors, ValueError) as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
+    print_summary(result.metrics, result.per_fold, title=str(result.out))
+
+
+results_app = typer.Typer(help="Inspect results directories written by `pipeline fuse`.", no_args_is_help=True)
+
+
+def _pct(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(v) else f"{100 * v:.1f}"
+
+
+def _delta(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    colour = "green" if value > 0 else ("red" if value < 0 else "white")
+    return f"[{colour}]{100 * value:+.1f}[/{colour}]"
+
+
+def print_summary(metrics: dict[str, Any], per_fold: Any, title: str = "", folds: bool = True) -> None:
+    """Metrics vs the majority baseline, then (optionally) one row per fold."""
+    target = metrics.get("target", {})
+    head = (f"{metrics['strategy']}/{metrics['classifier']} · target {target.get('name')} ({target.get('rule')}) · "
+            f"{metrics['protocol']} ({metrics['n_folds']} folds) · {metrics['granularity']} rows "
+            f"{metrics['rows']['used']}/{metrics['rows']['total']}")
+    table = Table(title=f"{title}\n{head}" if title else head, title_justify="left")
+    for col in ("metric (%)", "fold mean", "± std", "pooled", "baseline", "Δ vs baseline"):
+        table.add_column(col, justify="right" if col != "metric (%)" else "left")
+    names = {"accuracy": "accuracy (WAR)", "macro_f1": "macro-F1", "uar": "UAR"}
+    for metric, label in names.items():
+        mean = metrics["fold_mean"][metric]
+        base = metrics["baseline"]["fold_mean"][metric]
+        table.add_row(label, _pct(mean), _pct(metrics["fold_std"][metric]), _pct(metrics["pooled"][metric]),
+                      _pct(base), _delta(mean - base))
+    if "per_item" in metrics:
+        item = metrics["per_item"]
+        table.add_row("per item: accuracy", _pct(item["model"]["accuracy"]), "", "",
+                      _pct(item["baseline"]["accuracy"]),
+                      _delta(item["model"]["accuracy"] - item["baseline"]["accuracy"]))
+        table.add_row("per item: UAR", _pct(item["model"]["uar"]), "", "", _pct(item["baseline"]["uar"]),
+                      _delta(item["model"]["uar"] - item["baseline"]["uar"]))
+    console.print(table)
+    if folds and per_fold is not None and len(per_fold):
+        ft = Table(title="per fold", title_justify="left")
+        for col in ("fold", "n test", "acc", "F1", "UAR", "baseline acc", "Δ acc"):
+            ft.add_column(col, justify="left" if col == "fold" else "right")
+        for rec in per_fold.to_dict("records"):
+            ft.add_row(str(rec["fold"]), str(rec["n_test"]), _pct(rec["accuracy"]), _pct(rec["macro_f1"]),
+                       _pct(rec["uar"]), _pct(rec["baseline_accuracy"]), _delta(rec["delta_accuracy"]))
+        console.print(ft)
+
+
+@results_app.command("show")
+def results_show(
+    directory: Annotated[Path, typer.Argument(help="A results directory written by `pipeline fuse`.")],
+    no_folds: Annotated[bool, typer.Option("--no-folds", help="Only the summary, not the per-fold table.")] = False,
+) -> None:
+    """Metrics of one run against the majority-class baseline, and per fold."""
+    from fuse.results import read_results
+
+    try:
+        res = read_results(directory)
+    except FileNotFoundError as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
+    print_summary(res, res["per_fold"], title=str(directory), folds=not no_folds)
+
+
+@results_app.command("compare")
+def results_compare(
+    directories: Annotated[list[Path], typer.Argument(help="Results directories to compare.")],
+    sort: Annotated[str, typer.Option("--sort", help="Sort by: name, acc, f1, uar or delta.")] = "name",
+) -> None:
+    """One row per run: strategy, classifier, target, protocol, accuracy, F1, UAR, baseline accuracy, delta."""
+    from fuse.results import read_results
+
+    rows = []
+    for directory in directories:
+        try:
+            res = read_results(directory)
+        except FileNotFoundError as exc:
+            log.error("%s", exc)
+            raise typer.Exit(2) from exc
+        mean, base = res["fold_mean"], res["baseline"]["fold_mean"]
+        rows.append({"name": str(directory), "strategy": res["strategy"], "classifier": res["classifier"],
+                     "target": res["target"]["name"], "protocol": res["protocol"], "granularity": res["granularity"],
+                     "acc": mean["accuracy"], "f1": mean["macro_f1"], "uar": mean["uar"],
+                     "base": base["accuracy"], "delta": mean["accuracy"] - base["accuracy"]})
+    if sort not in ("name", "acc", "f1", "uar", "delta"):
+        log.error("--sort must be one of name, acc, f1, uar, delta; got %r", sort)
+        raise typer.Exit(2)
+    rows.sort(key=lambda r: r[sort], reverse=sort != "name")
+    table = Table(title="runs (fold means, %)", title_justify="left")
+    for col in ("run", "strategy", "classifier", "target", "protocol", "rows", "acc", "F1", "UAR", "baseline acc",
+                "Δ acc"):
+        table.add_column(col, justify="right" if col in ("acc", "F1", "UAR", "baseline acc", "Δ acc") else "left")
+    for r in rows:
+        table.add_row(r["name"], r["strategy"], r["classifier"], r["target"], r["protocol"], r["granularity"],
+                      _pct(r["acc"]), _pct(r["f1"]), _pct(r["uar"]), _pct(r["base"]), _delta(r["delta"]))
+    console.print(table)

@@ -1,0 +1,232 @@
+"""File names, key escaping and the small filesystem primitives (atomic JSON, fsync, liveness) of a store.
+
+On-disk layout of a store directory (see ``.notes/README-stores.md`` for the full description)::
+
+    store.json            format marker: {"format": "mmer-store", "format_version": 1, "backend": "zarr", ...}
+    manifest.json         Manifest.to_dict() including "fingerprint"; written once
+    segments/             immutable committed segments <writer_id>-<seq:06d>.zarr | .h5; ".tmp~*" = uncommitted
+    status/failed/        <escaped key>.json failure records
+    claims/               <escaped key>.claim work claims of live writers
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+STORE_FILE = "store.json"
+MANIFEST_FILE = "manifest.json"
+SEGMENTS_DIR = "segments"
+FAILED_DIR = "status/failed"
+CLAIMS_DIR = "claims"
+STORE_FORMAT = "mmer-store"
+STORE_FORMAT_VERSION = 1
+SEGMENT_FORMAT = "mmer-segment"
+SEGMENT_FORMAT_VERSION = 1
+SEGMENT_ATTR = "mmer_segment"  # the group/file attribute holding the segment's JSON index
+TMP_PREFIX = ".tmp~"
+STALE_PREFIX = ".stale~"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_MAX_ESCAPED = 180
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def hostname() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def safe_name(name: str) -> bool:
+    """True for names usable as one path component and array name: ``[A-Za-z0-9_][A-Za-z0-9_.-]*``."""
+    return bool(_SAFE_NAME.match(name))
+
+
+def sanitize_name(name: str) -> str:
+    out = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+    return out if safe_name(out) else "_" + out
+
+
+def escape_key(key: str) -> str:
+    """Item key -> one file-name component: keeps ``[A-Za-z0-9_-]``, percent-encodes every other UTF-8 byte.
+
+    ``deap/s01/trial07`` -> ``deap%2Fs01%2Ftrial07``. Very long keys are cut and suffixed with a hash (the files
+    that use these names also hold the key itself, so nothing relies on reversing the escape).
+    """
+    out = []
+    for byte in key.encode("utf-8"):
+        ch = chr(byte)
+        out.append(ch if (ch.isascii() and (ch.isalnum() or ch in "_-")) else f"%{byte:02X}")
+    name = "".join(out)
+    if len(name) > _MAX_ESCAPED:
+        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+        name = f"{name[: _MAX_ESCAPED - 18]}~{digest}"
+    return name
+
+
+def tmp_name(suffix: str = "") -> str:
+    """A unique uncommitted name ``.tmp~<host>~<pid>~<uuid>`` that says who made it (so gc can tell if it's dead)."""
+    return f"{TMP_PREFIX}{sanitize_name(hostname())}~{os.getpid()}~{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def parse_tmp_name(name: str) -> tuple[str, int] | None:
+    """(host, pid) of a name made by ``tmp_name`` (also when prefixed, e.g. ``.x.tmp~h~1~u``); None otherwise."""
+    idx = name.find(TMP_PREFIX)
+    if idx < 0:
+        return None
+    parts = name[idx + len(TMP_PREFIX) :].split("~")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def write_json_atomic(path: Path, obj: Any, *, durable: bool = True) -> None:
+    """Write JSON to a temporary sibling, fsync (if ``durable``), then ``os.replace``: readers see old or new."""
+    path = Path(path)
+    tmp = path.with_name(tmp_name(".json"))
+    data = json.dumps(obj, indent=1, sort_keys=True, allow_nan=True).encode()
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        return json.loads(fh.read())
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_one(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_files(paths: Iterable[str | Path]) -> None:
+    """fsync many files in parallel threads (the journal commits batch, so this costs about one fsync)."""
+    paths = [str(p) for p in paths]
+    if len(paths) <= 2:
+        for p in paths:
+            _fsync_one(p)
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        list(pool.map(_fsync_one, paths))
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file under ``root`` (or ``root`` itself when it is a file), then the directories."""
+    root = Path(root)
+    if root.is_file():
+        _fsync_one(str(root))
+        return
+    files, dirs = [], []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        dirs.append(dirpath)
+        files.extend(os.path.join(dirpath, f) for f in filenames)
+    fsync_files(files)
+    for d in reversed(dirs):
+        fsync_dir(Path(d))
+
+
+def process_start_time(pid: int | None = None) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(os.getpid() if pid is None else pid).create_time())
+    except Exception:  # liveness is best effort
+        return None
+
+
+def pid_alive(pid: int, start_time: float | None = None) -> bool:
+    """Is process ``pid`` on this host alive (and, when ``start_time`` is given, the same process, not a reuse)?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start_time is None:
+        return True
+    actual = process_start_time(pid)
+    if actual is None:
+        return True
+    try:
+        import psutil
+
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return False
+    except Exception:
+        pass
+    return abs(actual - float(start_time)) < 1.0
+
+
+def holder_alive(host: str, pid: int, start_time: float | None = None) -> bool | None:
+    """True/False when the holder is on this host (we can check), None when it's on another host (unknown)."""
+    if host != sanitize_name(hostname()) and host != hostname():
+        return None
+    return pid_alive(pid, start_time)
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for f in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a directory tree; missing is fine."""
+    import shutil
+
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _unlink_quiet(path)
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
