@@ -149,13 +149,10 @@ def _store_embeddings(path: str) -> dict[str, list[list[float]]]:
 
 def _iter_items(store: Any) -> Any:
     """(item key, (n, dim) embeddings) for every committed item, whatever reading API the store offers."""
-    table = store.read()
-    keys = np.asarray(table["item"]).astype(str)
-    emb = np.asarray(table["embeddings"], np.float32)
-    rows = np.asarray(table["row"])
+    data = store.read()  # ordered by (item, row)
+    keys = data.rows["item"].to_numpy().astype(str)
     for key in dict.fromkeys(keys):
-        sel = np.flatnonzero(keys == key)
-        yield key, emb[sel[np.argsort(rows[sel])]]
+        yield key, data.embeddings[keys == key]
 
 
 def run_naive(args: argparse.Namespace) -> dict[str, Any]:

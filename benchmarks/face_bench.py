@@ -80,12 +80,14 @@ def run_pipeline(video: Path, detector_name: str, batch: int, device: str) -> di
     detector = _detector(create_detector, detector_name, device)
     _warm_up(detector)
     pipe = FacePipeline(detector, FaceConfig(fps=FPS_TAKE, detector=detector_name, detector_batch=batch))
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     n = found = 0
     for b in pipe.video_batches(video):
         n += len(b)
         found += int(b.face_found.sum())
     wall = time.perf_counter() - t0
+    cpu = _cpu_s() - cpu0
     s = pipe.stats
     return {
         "frames": n,
@@ -95,6 +97,7 @@ def run_pipeline(video: Path, detector_name: str, batch: int, device: str) -> di
         "align_fps": n / s.align_s if s.align_s else float("nan"),
         "wall_fps": n / wall,
         "forward_calls_per_frame": s.forward_calls / n,
+        "cpu_s_per_frame": cpu / n,
         "wall_s": wall,
     }
 
@@ -107,6 +110,7 @@ def run_naive(video: Path, detector_name: str, device: str) -> dict[str, float]:
 
     detector = _detector(create_detector, detector_name, device)
     _warm_up(detector)
+    cpu0 = _cpu_s()
     t_start = time.perf_counter()
     # Decode everything into memory; trust the reported rate to pick frames.
     with av.open(str(video)) as container:
@@ -134,8 +138,17 @@ def run_naive(video: Path, detector_name: str, device: str) -> dict[str, float]:
         "align_fps": n / (t_aligned - t_detected),
         "wall_fps": n / (t_aligned - t_start),
         "forward_calls_per_frame": detector.forward_calls / n,
+        "cpu_s_per_frame": (_cpu_s() - cpu0) / n,
         "wall_s": t_aligned - t_start,
     }
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process (all threads): less sensitive to other load than wall time."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _detector(create, name: str, device: str):
@@ -210,7 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     report: dict[str, object] = {"seconds": args.seconds, "batch": args.batch, "device": args.device}
 
-    keys = ["frames", "faces", "decode_fps", "detect_fps", "align_fps", "wall_fps", "forward_calls_per_frame"]
+    keys = [
+        "frames",
+        "faces",
+        "decode_fps",
+        "detect_fps",
+        "align_fps",
+        "wall_fps",
+        "forward_calls_per_frame",
+        "cpu_s_per_frame",
+    ]
     for name in [d.strip() for d in args.detectors.split(",") if d.strip()]:
         fast = run_pipeline(short, name, args.batch, args.device)
         slow = run_naive(short, name, args.device)

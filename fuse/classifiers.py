@@ -45,25 +45,25 @@ class Preprocessor:
         self.pca_mean_: np.ndarray | None = None
 
     def fit(self, X: np.ndarray) -> Preprocessor:
-        X = np.asarray(X, dtype=np.float64)
-        if self.standardize:
-            self.mean_ = X.mean(axis=0)
-            std = X.std(axis=0)
-            self.scale_ = np.where(std > 1e-12, std, 1.0)
+        X = np.asarray(X, dtype=np.float32)
+        if self.standardize:  # float64 accumulators, float32 data
+            self.mean_ = X.mean(axis=0, dtype=np.float64)
+            std = np.sqrt(np.maximum((X * X).mean(axis=0, dtype=np.float64) - self.mean_**2, 0.0))
+            self.scale_ = np.where(std > 1e-6 * np.maximum(np.abs(self.mean_), 1.0), std, 1.0)
         else:
             self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         if self.n_components > 0:
-            Z = (X - self.mean_) / self.scale_
+            Z = self.transform(X)
             n = min(self.n_components, Z.shape[0], Z.shape[1])
             pca = PCA(n_components=n, random_state=self.seed).fit(Z)
             self.components_, self.pca_mean_ = pca.components_, pca.mean_
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        Z = (np.asarray(X, dtype=np.float32) - self.mean_.astype(np.float32)) * (1.0 / self.scale_).astype(np.float32)
         if self.components_ is not None:
-            Z = (Z - self.pca_mean_) @ self.components_.T
-        return Z.astype(np.float32)
+            Z = (Z - self.pca_mean_.astype(np.float32)) @ self.components_.T.astype(np.float32)
+        return Z
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         return self.fit(X).transform(X)

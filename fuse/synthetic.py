@@ -96,7 +96,7 @@ def planted_modalities(p: Planted = Planted()) -> tuple[ModalityData, ModalityDa
 
 
 def write_planted_stores(directory: str | Path, p: Planted = Planted(), backend: str = "zarr",
-                         dataset_root: str = "") -> tuple[Path, Path]:
+                         dataset_root: str = "", dtype: str = "float32") -> tuple[Path, Path]:
     """Write the planted EEG and face stores through the store API; returns their paths."""
     from store import create_store
     from store.schema import ItemRows, Manifest
@@ -109,7 +109,7 @@ def write_planted_stores(directory: str | Path, p: Planted = Planted(), backend:
         ("face", face_items, p.face_dim, {"fps": p.fps, "backbone": "planted"}),
     ):
         manifest = Manifest(kind=kind, dataset=p.dataset, extractor=f"synthetic/{kind}", extractor_version="1",
-                            dim=dim, dtype="float32", config=config, dataset_root=dataset_root,
+                            dim=dim, dtype=dtype, config=config, dataset_root=dataset_root,
                             input_fingerprint=f"planted-seed{p.seed}")
         path = directory / f"{p.dataset}-{kind}"
         writer = create_store(path, manifest, backend=backend)

@@ -1,1 +1,53 @@
-"""Embedding stores: every byte written between the extract and fuse stages (no torch here)."""
+"""Embedding stores: every byte written between the extract and fuse stages (no torch here).
+
+    writer = create_store(path, manifest, backend="zarr")      # or resume; FingerprintMismatch if different
+    if writer.claim(key): writer.write_item(item_rows)          # buffered; committed whole on flush/close
+    store = open_store(path); data = store.read()               # StoreData(embeddings, rows) by (item, row)
+
+Layout, commit/crash/concurrency rules and the CLI (``pipeline stores``): ``.notes/README-stores.md``.
+"""
+
+from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, create_backend
+from store.core import (
+    Store,
+    StoreData,
+    StoreWriter,
+    create_store,
+    default_chunk_rows,
+    default_segment_rows,
+    is_store,
+    list_stores,
+    open_store,
+)
+from store.errors import (
+    CorruptSegmentError,
+    FingerprintMismatch,
+    ItemNotFound,
+    NotAStoreError,
+    StoreError,
+)
+from store.maintenance import GcAction, collect_garbage, is_warning
+
+__all__ = [
+    "BACKENDS",
+    "CorruptSegmentError",
+    "EmbeddingsReader",
+    "FingerprintMismatch",
+    "GcAction",
+    "ItemNotFound",
+    "NotAStoreError",
+    "SegmentBackend",
+    "Store",
+    "StoreData",
+    "StoreError",
+    "StoreWriter",
+    "collect_garbage",
+    "create_backend",
+    "create_store",
+    "default_chunk_rows",
+    "default_segment_rows",
+    "is_store",
+    "is_warning",
+    "list_stores",
+    "open_store",
+]

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from store.layout import STALE_PREFIX, escape_key, holder_alive, hostname, process_start_time, sanitize_name, tmp_name
+from store.layout import (
+    STALE_PREFIX,
+    escape_key,
+    holder_alive,
+    hostname,
+    process_start_time,
+    sanitize_name,
+    tmp_name,
+)
 
 CLAIM_SUFFIX = ".claim"
 DEFAULT_CLAIM_TTL_S = 6 * 3600.0

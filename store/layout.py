@@ -36,8 +36,17 @@ SEGMENT_ATTR = "mmer_segment"  # the group/file attribute holding the segment's 
 TMP_PREFIX = ".tmp~"
 STALE_PREFIX = ".stale~"
 
+_POOL: ThreadPoolExecutor | None = None
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _MAX_ESCAPED = 180
+
+
+def io_pool() -> ThreadPoolExecutor:
+    """A shared thread pool for chunk I/O and checksums (file I/O and zlib release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="store-io")
+    return _POOL
 
 
 def now_iso() -> str:

@@ -70,6 +70,10 @@ def extract_command(
                                                      rich_help_panel=RUN)] = None,
     embed_batch: Annotated[int | None, typer.Option("--embed-batch", help="Crops per backbone call.",
                                                     rich_help_panel=RUN)] = None,
+    commit_every: Annotated[float | None, typer.Option("--commit-every", help="Seconds between commits of each "
+                                                       "worker's buffered items (default 30; 0 = every item). "
+                                                       "A kill loses at most this much work.",
+                                                       rich_help_panel=RUN)] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Redo the items recorded as failed (by "
                                                "default they are skipped and reported).",
                                                rich_help_panel=RUN)] = False,
@@ -118,6 +122,7 @@ def extract_command(
         "scheduler": scheduler,
         "detect_batch": detect_batch,
         "embed_batch": embed_batch,
+        "commit_interval_s": commit_every,
         "retry_failed": retry_failed or None,
         "fail_fast": fail_fast or None,
         "dry_run": dry_run or None,
@@ -125,13 +130,11 @@ def extract_command(
         "plugins": plugin or None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    errors: tuple[type[BaseException], ...] = (ConfigError, DatasetError, UnknownNameError)
-    try:
-        from store import StoreError  # type: ignore[attr-defined]
+    from store.errors import StoreError
 
-        errors = (*errors, StoreError)
-    except ImportError:
-        pass
+    # One-line errors: bad options, bad dataset input, unknown names, store refusals (fingerprint mismatch), model
+    # weights that are not on this machine (ModelUnavailableError, WeightsNotFoundError are FileNotFoundErrors).
+    errors = (ConfigError, DatasetError, UnknownNameError, StoreError, FileNotFoundError)
     try:
         if set_:
             overrides = merge(parse_overrides(set_), overrides)

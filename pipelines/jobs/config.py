@@ -57,6 +57,7 @@ class ExtractConfig:
     scheduler: str | None = None  # "local:N" (dask LocalCluster) or "tcp://HOST:PORT" (an existing dask cluster)
     detect_batch: int = 32  # frames per detector call
     embed_batch: int = 64  # crops per backbone call (independent of the detector batch)
+    commit_interval_s: float = 30.0  # each writer commits its buffered items at least this often (and at the end)
     retry_failed: bool = False  # redo items recorded as failed (otherwise they are skipped and reported)
     fail_fast: bool = False  # stop at the first failed item
     dry_run: bool = False  # print the plan (to do / done / failed per store) and exit

@@ -158,6 +158,7 @@ def _store_task(sp: StorePlan, cfg: ExtractConfig) -> StoreTask:
         root=str(cfg.root),
         reader_options_json=json.dumps(cfg.reader_options, sort_keys=True, default=str),
         plugins=tuple(cfg.plugins),
+        commit_interval_s=cfg.commit_interval_s,
     )
 
 
@@ -186,7 +187,8 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
                 ctx.adopt_extractor(sp.recipe, plan.extractors[sp.kind])
         for sp in active:
             task = tasks[str(sp.path)] = _store_task(sp, cfg)
-            writer = create_store(sp.path, sp.manifest, backend=cfg.store_format, writer_id=ctx.writer_id)
+            writer = create_store(sp.path, sp.manifest, backend=cfg.store_format, writer_id=ctx.writer_id,
+                                  flush_interval_s=cfg.commit_interval_s)
             if parallel:
                 writer.close()  # the store exists (manifest checked once here); workers write their own segments
             else:
@@ -220,20 +222,25 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
                     log.info("%s is claimed by another live writer; left to it", outcome.key)
                 return False
 
+            def on_commit(commit_s: dict[str, float]) -> None:
+                for path, seconds in commit_s.items():
+                    st = stats[path]
+                    st.stages["write"] = st.stages.get("write", 0.0) + seconds
+
             if cfg.scheduler:
                 from pipelines.jobs.runners import run_dask
 
-                stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome)
+                stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit)
             elif cfg.workers > 1:
                 from pipelines.jobs.runners import run_processes
 
-                stopped = run_processes(work(), cfg.workers, cfg.gpu, cfg.plugins, on_outcome)
+                stopped = run_processes(work(), cfg.workers, cfg.gpu, cfg.plugins, on_outcome, on_commit)
             else:
                 from pipelines.jobs.runners import run_serial
 
-                stopped = run_serial(work(), ctx, on_outcome)
+                stopped = run_serial(work(), ctx, on_outcome, on_commit)
     finally:
-        ctx.close()
+        ctx.close()  # no-op after a clean run (the runner closed it); commits whole items after an interrupt
 
     summaries = []
     config = to_dict(cfg)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Work = tuple[StoreTask, Item]
 OnOutcome = Callable[[ItemOutcome], bool]  # returns True to stop submitting
+OnCommit = Callable[[dict[str, float]], None]  # seconds of each store's final commit, per worker
 
 PLUGIN_NAME = "mmer-extract"
 
@@ -52,33 +53,49 @@ def _set_threads(n_workers: int) -> None:
 # -- serial ---------------------------------------------------------------------------------------------------------
 
 
-def run_serial(work: Iterable[Work], ctx: WorkerContext, on_outcome: OnOutcome) -> bool:
+def run_serial(work: Iterable[Work], ctx: WorkerContext, on_outcome: OnOutcome, on_commit: OnCommit) -> bool:
     """In-process, one item at a time (the face extractor still overlaps decode with detect/embed inside)."""
+    stopped = False
     for task, item in work:
         if on_outcome(ctx.process(task, item)):
-            return True
-    return False
+            stopped = True
+            break
+    on_commit(ctx.close())
+    return stopped
 
 
 # -- local processes ------------------------------------------------------------------------------------------------
 
 _POOL_CTX: WorkerContext | None = None
+_POOL_BARRIER: Any = None
+BARRIER_TIMEOUT_S = 600.0
 
 
-def _pool_init(gpus: tuple[int, ...], counter: Any, n_workers: int, plugins: tuple[str, ...]) -> None:
-    global _POOL_CTX
+def _pool_init(gpus: tuple[int, ...], counter: Any, barrier: Any, n_workers: int, plugins: tuple[str, ...]) -> None:
+    global _POOL_CTX, _POOL_BARRIER
     with counter.get_lock():
         index = counter.value
         counter.value += 1
+    _POOL_BARRIER = barrier
     import_plugins(plugins)
     _set_threads(n_workers)
     _POOL_CTX = WorkerContext(device=quiet_device(gpus[index % len(gpus)]), name=f"w{index}")
-    # Runs when the pool shuts the process down: writers flush and release their claims.
+    # Backstop if the pool is torn down without _pool_close (close is idempotent).
     multiprocessing.util.Finalize(None, _POOL_CTX.close, exitpriority=10)
 
 
 def _pool_ready() -> int:
+    """Run once by each worker: the barrier holds a worker until all are up, so n calls reach n workers."""
+    _POOL_BARRIER.wait(BARRIER_TIMEOUT_S)
     return os.getpid()
+
+
+def _pool_close() -> dict[str, float]:
+    """Commit and close this worker's writers; the barrier again makes n calls reach n different workers."""
+    assert _POOL_CTX is not None
+    commit_s = _POOL_CTX.close()
+    _POOL_BARRIER.wait(BARRIER_TIMEOUT_S)
+    return commit_s
 
 
 def _pool_process(task: StoreTask, item: Item) -> ItemOutcome:
@@ -87,16 +104,22 @@ def _pool_process(task: StoreTask, item: Item) -> ItemOutcome:
 
 
 def run_processes(work: Iterable[Work], n_workers: int, gpus: tuple[int, ...], plugins: tuple[str, ...],
-                  on_outcome: OnOutcome, max_in_flight: int | None = None) -> bool:
+                  on_outcome: OnOutcome, on_commit: OnCommit, max_in_flight: int | None = None) -> bool:
     mp = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads or CUDA
     counter = mp.Value("i", 0)
+    barrier = mp.Barrier(n_workers)
     with ProcessPoolExecutor(n_workers, mp_context=mp, initializer=_pool_init,
-                             initargs=(gpus, counter, n_workers, plugins)) as pool:
+                             initargs=(gpus, counter, barrier, n_workers, plugins)) as pool:
         try:
             # Start every worker (imports, device) before the first item, like a dask cluster does.
-            wait([pool.submit(_pool_ready) for _ in range(n_workers)])
-            return _drive(lambda t, i: pool.submit(_pool_process, t, i), iter(work),
-                          max_in_flight or 2 * n_workers, on_outcome)
+            for fut in [pool.submit(_pool_ready) for _ in range(n_workers)]:
+                fut.result()
+            stopped = _drive(lambda t, i: pool.submit(_pool_process, t, i), iter(work),
+                             max_in_flight or 2 * n_workers, on_outcome)
+            # Every worker commits what it buffered before the pool goes away (errors surface here).
+            for fut in [pool.submit(_pool_close) for _ in range(n_workers)]:
+                on_commit(fut.result())
+            return stopped
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -139,11 +162,17 @@ class ExtractWorkerPlugin(WorkerPlugin):
         self.n_workers = n_workers
         self.set_threads = set_threads
         self.ctx: WorkerContext | None = None
+        self.lock: Any = None
 
     def setup(self, worker: Any) -> None:
         import_plugins(self.plugins)
         if self.set_threads:
             _set_threads(self.n_workers)
+        import threading
+
+        # A worker with several threads runs one item at a time: its writer and models are not thread-safe
+        # (start GPU workers with --nthreads 1; more threads only queue here).
+        self.lock = threading.Lock()
         index = worker.name if isinstance(worker.name, int) else 0
         self.ctx = WorkerContext(device=quiet_device(self.gpus[index % len(self.gpus)]), name=f"dask{worker.name}")
 
@@ -157,7 +186,17 @@ def _dask_process(task: StoreTask, item: Item) -> ItemOutcome:
     from distributed import get_worker
 
     plugin = get_worker().plugins[PLUGIN_NAME]
-    return plugin.ctx.process(task, item)
+    with plugin.lock:
+        return plugin.ctx.process(task, item)
+
+
+def _dask_close(dask_worker: Any) -> dict[str, float]:
+    """Run on every worker by ``client.run`` (which passes the worker as ``dask_worker``)."""
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    if plugin is not None and plugin.ctx is not None:
+        with plugin.lock:
+            return plugin.ctx.close()
+    return {}
 
 
 def parse_local_scheduler(scheduler: str) -> tuple[int, bool]:
@@ -169,7 +208,7 @@ def parse_local_scheduler(scheduler: str) -> tuple[int, bool]:
 
 
 def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugins: tuple[str, ...],
-             on_outcome: OnOutcome, max_in_flight: int | None = None) -> bool:
+             on_outcome: OnOutcome, on_commit: OnCommit, max_in_flight: int | None = None) -> bool:
     """``local:N`` starts a LocalCluster of N single-threaded worker processes (``local-threads:N``: threads in
     this process); anything else is the address of a running scheduler, whose workers must see the dataset root
     and the output directory at the same paths (shared storage)."""
@@ -186,7 +225,7 @@ def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugin
         client = Client(scheduler)
         processes = True
     try:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        n_workers = max(1, len(client.nthreads()))
         plugin = ExtractWorkerPlugin(gpus, plugins, n_workers, set_threads=processes and cluster is not None)
         client.register_plugin(plugin, name=PLUGIN_NAME)
         try:
@@ -208,9 +247,13 @@ def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugin
                     nxt = next(it, None)
                     if nxt is not None:
                         futures.add(client.submit(_dask_process, *nxt, pure=False))
+            # Every worker commits what it buffered; errors surface here.
+            for commit_s in client.run(_dask_close).values():
+                on_commit(commit_s)
             return stopped
         finally:
-            # Teardown closes each worker's writers (a long-lived cluster keeps its workers).
+            # Teardown closes each worker's writers again (no-op) and forgets the plugin: a long-lived cluster
+            # keeps its workers, not our models.
             client.unregister_worker_plugin(PLUGIN_NAME)
     finally:
         client.close()

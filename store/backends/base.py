@@ -12,7 +12,7 @@ by subclassing ``tests/store/conformance.py::StoreConformance``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,14 +62,15 @@ class SegmentBackend(ABC):
         path: Path,
         embeddings: np.ndarray,
         columns: Mapping[str, np.ndarray],
-        attrs: Mapping[str, Any],
+        attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
         *,
         chunk_rows: int,
         durable: bool,
     ) -> None:
         """Create the segment at ``path`` (which does not exist yet) holding ``embeddings`` (n, dim) chunked by
         ``chunk_rows`` rows, the 1-D ``columns`` (object arrays of ``str`` for strings) and the JSON-able
-        ``attrs`` under ``mmer_segment``. With ``durable``, every byte is fsynced before returning."""
+        ``attrs`` under ``mmer_segment``; ``attrs`` may be a callable, called once the arrays are written (the
+        checksums are computed meanwhile). With ``durable``, every byte is fsynced before returning."""
 
     @abstractmethod
     def read_attrs(self, path: Path) -> dict[str, Any]:
@@ -93,6 +94,10 @@ class SegmentBackend(ABC):
         """Every array of the segment (``"embeddings"``, ``"rows/item"``, ...) opened with the plain library
         (zarr / h5py) as array-likes that slice to numpy, plus ``"__attrs__"`` -> the parsed attribute. Used by
         ``verify`` so that the check goes through the same reader an outside user would use."""
+
+
+def resolve_attrs(attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+    return dict(attrs() if callable(attrs) else attrs)
 
 
 BACKENDS: Registry[SegmentBackend] = Registry("store backend")

@@ -2,8 +2,9 @@
 
 HDF5 allows one writer per file, and no reader may open a file while it is written. Segments make that safe:
 each file is written once, by one process, under a temporary name, and is immutable after it is published, so
-concurrent writers never share a file and readers only ever open finished files (with HDF5 file locking off,
-which is safe for immutable files and needed on filesystems without ``flock``).
+concurrent writers never share a file and readers only ever open finished files. Files are opened with h5py's
+default locking (so a plain ``h5py.File`` in the same process agrees with ours); on a filesystem without
+``flock`` set ``HDF5_USE_FILE_LOCKING=FALSE`` as for any HDF5 use there.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend
+from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, resolve_attrs
 from store.errors import CorruptSegmentError
 from store.layout import SEGMENT_ATTR, fsync_tree
 
@@ -27,7 +28,7 @@ def _open(path: Path, mode: str = "r") -> Any:
     import h5py
 
     try:
-        return h5py.File(path, mode, locking=False)
+        return h5py.File(path, mode)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -69,8 +70,7 @@ class HDF5Backend(SegmentBackend):
         path = Path(path)
         n, dim = embeddings.shape
         cr = max(1, min(chunk_rows, n))
-        with h5py.File(path, "w-", locking=False) as f:
-            f.attrs[SEGMENT_ATTR] = json.dumps(dict(attrs), allow_nan=True)
+        with h5py.File(path, "w-") as f:
             for group in ("rows", "labels", "quality"):
                 f.create_group(group)
             if n == 0:
@@ -94,6 +94,7 @@ class HDF5Backend(SegmentBackend):
                     f.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype("utf-8"))
                 else:
                     f.create_dataset(name, data=values)
+            f.attrs[SEGMENT_ATTR] = json.dumps(resolve_attrs(attrs), allow_nan=True)
         if durable:
             fsync_tree(path)
 
@@ -127,7 +128,7 @@ class HDF5Backend(SegmentBackend):
     def open_plain(self, path) -> Iterator[Mapping[str, Any]]:  # type: ignore[override]
         import h5py
 
-        with h5py.File(path, "r", locking=False) as f:
+        with h5py.File(path, "r") as f:
             raw = f.attrs.get(SEGMENT_ATTR)
             arrays: dict[str, Any] = {"__attrs__": None if raw is None else json.loads(raw)}
 

@@ -12,33 +12,21 @@ the embeddings go through zarr-python itself.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend
+from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, resolve_attrs
 from store.errors import CorruptSegmentError
-from store.layout import SEGMENT_ATTR, fsync_tree
+from store.layout import SEGMENT_ATTR, fsync_tree, io_pool
 
 _SEP = "."
 _EMB = "embeddings"
 _GROUPS = ("rows", "labels", "quality")
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="store-zarr")
-    return _POOL
-
-
 def _group_meta(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": dict(attributes or {})}
 
@@ -76,18 +64,21 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _encode_vlen_utf8(values: np.ndarray) -> bytes:
-    """The ``vlen-utf8`` codec: uint32 count, then per value uint32 byte length + UTF-8 bytes (all little-endian)."""
-    cache: dict[str, bytes] = {}
+    """The ``vlen-utf8`` codec: uint32 count, then per value uint32 byte length + UTF-8 bytes (all little-endian).
 
-    def enc(v: Any) -> bytes:
-        s = str(v)
-        b = cache.get(s)
-        if b is None:
-            raw = s.encode("utf-8")
-            b = cache[s] = struct.pack("<I", len(raw)) + raw
-        return b
-
-    return struct.pack("<I", len(values)) + b"".join(enc(v) for v in values)
+    Row columns repeat one value per item, so runs of equal values are encoded once and repeated.
+    """
+    n = len(values)
+    if n == 0:
+        return struct.pack("<I", 0)
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [n]))
+    parts = [struct.pack("<I", n)]
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        raw = str(values[lo]).encode("utf-8")
+        parts.append((struct.pack("<I", len(raw)) + raw) * (hi - lo))
+    return b"".join(parts)
 
 
 def _is_plain_bytes(meta: Mapping[str, Any]) -> bool:
@@ -162,7 +153,7 @@ class _RawEmbeddings(EmbeddingsReader):
             for piece in pieces:
                 self._read_piece(*piece)
         else:
-            list(_pool().map(lambda p: self._read_piece(*p), pieces))
+            list(io_pool().map(lambda p: self._read_piece(*p), pieces))
 
 
 class _ZarrEmbeddings(EmbeddingsReader):
@@ -205,13 +196,13 @@ class ZarrBackend(SegmentBackend):
         path = Path(path)
         n, dim = embeddings.shape
         path.mkdir()
-        _write_json(path / "zarr.json", _group_meta({SEGMENT_ATTR: dict(attrs)}))
         for group in _GROUPS:
             (path / group).mkdir()
             _write_json(path / group / "zarr.json", _group_meta())
         self._write_embeddings(path / _EMB, embeddings, max(1, min(chunk_rows, n)))
         for name, values in columns.items():
             self._write_column(path / name, np.asarray(values))
+        _write_json(path / "zarr.json", _group_meta({SEGMENT_ATTR: resolve_attrs(attrs)}))
         if durable:
             fsync_tree(path)
 
@@ -247,7 +238,7 @@ class ZarrBackend(SegmentBackend):
             for c in range(n_chunks):
                 write_chunk(c)
         else:
-            list(_pool().map(write_chunk, range(n_chunks)))
+            list(io_pool().map(write_chunk, range(n_chunks)))
 
     def _write_column(self, apath: Path, values: np.ndarray) -> None:
         apath.mkdir()
