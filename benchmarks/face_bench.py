@@ -13,8 +13,11 @@
    ``VideoReader`` at 5 fps (flat: it does not grow with the length), and of one that decodes the 10 s video
    into a list as the naive loop does.
 
+``cpu_s_per_frame`` (user + system CPU seconds of the process per frame) is the number to compare on a shared
+machine: wall-clock frames/s move with whatever else runs; ``--threads 1`` makes it steadier still.
+
 Usage: python benchmarks/face_bench.py [--seconds 10] [--long-seconds 60] [--batch 16] [--device cpu]
-       [--detectors mtcnn,retinaface-mnet] [--keep DIR]
+       [--detectors mtcnn,retinaface-mnet] [--threads N] [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -203,17 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--detectors", default="mtcnn,retinaface-mnet")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--keep", type=Path, default=None, help="write the videos here and keep them")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = parser.parse_args(argv)
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="face_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(
         f"face_bench: torch {torch.__version__}, device {args.device}, {os.cpu_count()} CPU(s), "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
     )
     t0 = time.perf_counter()
     short = make_video(workdir / f"face_{int(args.seconds)}s.mp4", args.seconds)

@@ -22,14 +22,16 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DatasetReader, Item
 from store.schema import ItemRows
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         device: str | torch.device = "cpu",
         **face_options: Any,
     ) -> None:
+        import torch  # here, not at import: registering the extractor must not cost a torch import
+
         from extract.backbones import create_backbone
 
         if on_corrupt not in ("fail", "keep"):
@@ -277,6 +281,8 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         self.pipeline = None
         self.backbone = None  # type: ignore[assignment]
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.empty_cache()
 
 

@@ -75,7 +75,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):  # noqa: S301 - this *is* the restriction
+class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: IO[bytes], *, source: str, encoding: str) -> None:
         super().__init__(file, encoding=encoding, fix_imports=True)
         self._source = source

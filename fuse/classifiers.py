@@ -59,10 +59,22 @@ class Preprocessor:
             self.components_, self.pca_mean_ = pca.components_, pca.mean_
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(X, dtype=np.float32) - self.mean_.astype(np.float32)) * (1.0 / self.scale_).astype(np.float32)
+    @property
+    def is_identity(self) -> bool:
+        return not self.standardize and self.components_ is None
+
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 (X - mean) / scale [@ components.T]; ``out`` (n, k) receives the result without a temporary."""
+        X = np.asarray(X, dtype=np.float32)
+        if self.is_identity and out is None:
+            return X
         if self.components_ is not None:
-            Z = (Z - self.pca_mean_.astype(np.float32)) @ self.components_.T.astype(np.float32)
+            Z = (X - self.mean_.astype(np.float32)) * (1.0 / self.scale_).astype(np.float32)
+            Z -= self.pca_mean_.astype(np.float32)
+            return np.matmul(Z, self.components_.T.astype(np.float32), out=out)
+        Z = out if out is not None else np.empty(X.shape, dtype=np.float32)
+        np.subtract(X, self.mean_.astype(np.float32), out=Z)
+        Z *= (1.0 / self.scale_).astype(np.float32)
         return Z
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:

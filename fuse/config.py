@@ -91,6 +91,7 @@ class FuseConfig:
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
     save_final: bool = True  # also train on all rows and save that model under models/final
+    jobs: int = 0  # logreg: folds trained at once (threads, one BLAS thread each); 0 = min(cores, 4). Torch: 1
     logreg: LogRegConfig = field(default_factory=LogRegConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -102,6 +103,8 @@ class FuseConfig:
             raise ValueError(f"k must be at least 2, got {self.k}")
         if self.window_s < 0:
             raise ValueError(f"window_s must be >= 0, got {self.window_s}")
+        if self.jobs < 0:
+            raise ValueError(f"jobs must be >= 0, got {self.jobs}")
         if self.pca_components < 0:
             raise ValueError(f"pca_components must be >= 0, got {self.pca_components}")
         if self.classifier == "transformer" and self.strategy != "transformer":

@@ -161,42 +161,37 @@ def pool_into_windows(
     Windows may overlap (a row then counts in each). Vectorised: a sparse (windows x rows) membership matrix.
     """
     n_win = len(win_items)
-    order = np.lexsort((row_t_s, row_items))
-    s_items, s_t = row_items[order], row_t_s[order]
-    uniq, first = np.unique(s_items, return_index=True)
-    last = np.append(first[1:], len(s_items))
-    seg = {item: (a, b) for item, a, b in zip(uniq.tolist(), first.tolist(), last.tolist(), strict=True)}
+    keys = pd.Index(np.unique(np.concatenate([np.unique(win_items), np.unique(row_items)])))
+    win_codes, row_codes = keys.get_indexer(win_items), keys.get_indexer(row_items)
+    order = np.lexsort((row_t_s, row_codes))  # rows by (item, time)
+    s_codes, s_t = row_codes[order], row_t_s[order]
+    bounds = np.searchsorted(s_codes, np.arange(len(keys) + 1))  # rows of item c: bounds[c]:bounds[c + 1]
     lo = np.zeros(n_win, dtype=np.int64)
     hi = np.zeros(n_win, dtype=np.int64)
-    w_order = np.argsort(win_items, kind="stable")
-    w_sorted = win_items[w_order]
-    w_uniq, w_first = np.unique(w_sorted, return_index=True)
-    w_last = np.append(w_first[1:], len(w_sorted))
-    for item, a, b in zip(w_uniq.tolist(), w_first.tolist(), w_last.tolist(), strict=True):
-        if item not in seg:
-            continue
-        ra, rb = seg[item]
-        idx = w_order[a:b]
+    w_order = np.argsort(win_codes, kind="stable")
+    w_bounds = np.searchsorted(win_codes[w_order], np.arange(len(keys) + 1))
+    for c in np.flatnonzero((np.diff(w_bounds) > 0) & (np.diff(bounds) > 0)):
+        ra, rb = bounds[c], bounds[c + 1]
+        idx = w_order[w_bounds[c] : w_bounds[c + 1]]
         lo[idx] = ra + np.searchsorted(s_t[ra:rb], win_start_s[idx], side="left")
         hi[idx] = ra + np.searchsorted(s_t[ra:rb], win_end_s[idx], side="left")
     lengths = np.maximum(hi - lo, 0)
     total = int(lengths.sum())
     win_of = np.repeat(np.arange(n_win), lengths)
     ramp = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    sorted_pos = np.repeat(lo, lengths) + ramp
-    members = order[sorted_pos]
+    members = order[np.repeat(lo, lengths) + ramp]
     keep = row_valid[members]
     win_of, members = win_of[keep], members[keep]
     counts = np.bincount(win_of, minlength=n_win)
     matrix = sp.csr_matrix(
         (np.ones(len(members), dtype=np.float32), (win_of, members)), shape=(n_win, len(row_items))
     )
-    safe = np.where(row_valid[:, None], embeddings, 0.0).astype(np.float32, copy=False)
-    sums = np.asarray(matrix @ safe, dtype=np.float32)
+    # sparse @ dense reads only the stored entries: invalid rows (NaN embeddings) are never touched
+    sums = np.asarray(matrix @ np.asarray(embeddings, dtype=np.float32), dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = sums / counts[:, None].astype(np.float32)
     pooled[counts == 0] = np.nan
-    return pooled.astype(np.float32, copy=False), counts
+    return pooled, counts
 
 
 def _base_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -3,16 +3,20 @@ predictions, metrics with the majority baseline, a final model, and the results 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from fuse.config import FuseConfig, config_to_dict
 from fuse.data import (
@@ -110,6 +114,19 @@ def make_inputs(table: AlignedTable, idx: np.ndarray, cfg: FuseConfig) -> Inputs
     return inputs
 
 
+@contextlib.contextmanager
+def compute_threads(jobs: int, torch_threads: int) -> Iterator[None]:
+    """With several folds at once, each gets one BLAS thread (and torch keeps ``torch_threads``, set once here so
+    concurrent folds never change it under each other)."""
+    if jobs <= 1:
+        yield
+        return
+    from fuse.train import torch_threads as set_torch_threads
+
+    with threadpool_limits(limits=max(1, (os.cpu_count() or 1) // jobs)), set_torch_threads(torch_threads or 1):
+        yield
+
+
 def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, *, write: bool = True) -> RunResult:
     """Run ``cfg``. ``modalities`` (already loaded stores) bypass the store look-up; ``write=False`` keeps it in
     memory (no results directory)."""
@@ -142,8 +159,9 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
              rows["item"].nunique(), rows["subject"].nunique(), n_classes, len(splits))
 
     t0 = time.perf_counter()
-    parts = []
-    for i, split in enumerate(splits):
+
+    def run_split(i: int) -> pd.DataFrame:
+        split = splits[i]
         strategy = create_strategy(cfg, n_classes, seed=cfg.seed + i)
         strategy.fit(inputs.take(split.train), y[split.train])
         proba = strategy.predict_proba(inputs.take(split.test))
@@ -154,8 +172,17 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         part["y_baseline"] = majority_class(y[split.train], n_classes)
         for c in range(n_classes):
             part[f"p_{target.classes[c]}"] = proba[:, c]
-        parts.append(part)
         log.debug("split %s: acc %.3f", split.name, float((part["y_true"] == part["y_pred"]).mean()))
+        return part
+
+    # torch draws initial weights and dropout masks from one global generator: torch heads train one fold at a time
+    jobs = 1 if cfg.classifier != "logreg" else min(cfg.jobs or min(os.cpu_count() or 1, 4), len(splits))
+    with compute_threads(jobs, cfg.train.threads):
+        if jobs > 1:  # folds are independent and seeded by their index: same results in any order
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                parts = list(pool.map(run_split, range(len(splits))))
+        else:
+            parts = [run_split(i) for i in range(len(splits))]
     timings["cv_s"] = time.perf_counter() - t0
     predictions = pd.concat(parts, ignore_index=True)
     if predictions.duplicated(["item", "row"]).any():  # every protocol tests each row once

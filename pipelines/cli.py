@@ -66,6 +66,11 @@ app.command("fuse")(fuse_command)
 app.add_typer(results_app, name="results")
 
 
+from pipelines.commands.demo_data import demo_data  # noqa: E402
+
+app.command("demo-data")(demo_data)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` lets tests drive the whole CLI in-process."""
     app(args=argv, prog_name="pipeline")

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, create_backend
-from store.checksums import ALGORITHM, chunk_crcs, rows_crc
+from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter, create_backend
+from store.checksums import ALGORITHM, chunk_checksum, rows_crc
 from store.claims import DEFAULT_CLAIM_TTL_S, release_claim, try_claim
 from store.errors import FingerprintMismatch, ItemNotFound, NotAStoreError, StoreError
 from store.layout import (
@@ -711,44 +711,15 @@ class _Pending:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class _Buffer:
-    """Embeddings of the buffered items, contiguous, in a reusable array that grows as needed."""
-
-    def __init__(self, dim: int, dtype: np.dtype, capacity: int) -> None:
-        self.dim, self.dtype, self.capacity = dim, dtype, max(1, capacity)
-        self.data: np.ndarray | None = None
-        self.n = 0
-
-    def append(self, emb: np.ndarray) -> int:
-        k = emb.shape[0]
-        if self.data is None or self.n + k > self.data.shape[0]:
-            size = max(self.capacity, self.n + k, 0 if self.data is None else 2 * self.data.shape[0])
-            grown = np.empty((size, self.dim), self.dtype)
-            if self.data is not None and self.n:
-                grown[: self.n] = self.data[: self.n]
-            self.data = grown
-        start = self.n
-        self.data[start : start + k] = emb  # copies (and casts): the caller may reuse its array
-        self.n += k
-        return start
-
-    def view(self) -> np.ndarray:
-        if self.data is None:
-            return np.empty((0, self.dim), self.dtype)
-        return self.data[: self.n]
-
-    def reset(self) -> None:
-        self.n = 0
-        if self.data is not None and self.data.shape[0] > 2 * self.capacity:
-            self.data = None  # give back the memory a huge item took
-
-
 class StoreWriter(Store):
     """Writes items into a store; see ``create_store``. Not thread-safe: one writer per thread or process.
 
-    ``write_item`` buffers a whole item; the buffer is committed as one new segment when it holds
-    ``segment_rows`` rows, when ``flush_interval_s`` has passed since the last commit (checked on each call), on
-    ``flush()``, ``close()`` and when a ``with`` block exits. An item is ``done`` only once committed.
+    Items stream into an open, uncommitted segment (a ``.tmp~`` name under ``segments/``): ``write_item`` writes
+    the item's full chunks straight from the caller's array (the rows of a partial chunk wait in a one-chunk
+    staging buffer). The open segment is committed (renamed into place) when it holds ``segment_rows`` rows, when
+    ``flush_interval_s`` has passed since the last commit (checked on each call), on ``flush()``, ``close()`` and
+    when a ``with`` block exits. An item is ``done`` only once committed; a killed process leaves only the
+    uncommitted ``.tmp~`` segment, which readers ignore.
     """
 
     def __init__(
@@ -778,12 +749,18 @@ class StoreWriter(Store):
         self.durable = bool(durable)
         compression = compression if compression is not None else self._info.get("compression")
         self._backend = create_backend(self.backend, compression)
-        self._buf = _Buffer(self.dim, self.dtype, self.segment_rows)
         self._pending: dict[str, _Pending] = {}
         self._claims: set[str] = set()
         self._seq = self._next_seq()
         self._last_flush = time.monotonic()
         self._closed = False
+        # the open segment
+        self._seg: SegmentWriter | None = None
+        self._seg_rows = 0
+        self._n_chunks = 0
+        self._checksums: list[int] = []
+        self._staging: np.ndarray | None = None
+        self._fill = 0
 
     def _next_seq(self) -> int:
         prefix = f"{self.writer_id}-"
@@ -800,7 +777,7 @@ class StoreWriter(Store):
 
     @property
     def pending(self) -> list[str]:
-        """Keys written but not yet committed (in the buffer)."""
+        """Keys written but not yet committed (in the open segment)."""
         return list(self._pending)
 
     # -- claims
@@ -835,7 +812,11 @@ class StoreWriter(Store):
 
     # -- writing
     def write_item(self, rows: ItemRows, timing_s: float | None = None) -> None:
-        """Buffer all rows of one item; it commits whole with the next flush (or not at all)."""
+        """Add all rows of one item to the open segment; the item commits whole with it (or not at all).
+
+        The embeddings are written (cast to the store dtype) before this returns, so ``rows``' arrays may be
+        reused by the caller afterwards.
+        """
         self._check_open()
         key = rows.key
         if not isinstance(key, str) or not key:
@@ -857,7 +838,7 @@ class StoreWriter(Store):
                 "skip done items with status()/claim()"
             )
         if key in self._pending:
-            raise StoreError(f"item {key} was already written to this writer's buffer")
+            raise StoreError(f"item {key} was already written to this writer's open segment")
         try:
             meta = _jsonable(dict(rows.meta))
             json.dumps(meta)
@@ -867,42 +848,123 @@ class StoreWriter(Store):
         for name, values in rows.quality.items():
             values = np.asarray(values)
             quality[name] = values.astype(bool) if values.dtype == bool else values.astype(np.float32)
-        start = self._buf.append(emb)
-        self._pending[key] = _Pending(
-            key=key, start=start, n_rows=rows.n_rows, subject=str(rows.subject), session=int(rows.session),
-            trial=str(rows.trial), fold=int(rows.fold), t_start_s=np.array(rows.t_start_s, np.float64),
-            t_end_s=np.array(rows.t_end_s, np.float64),
+        pending = _Pending(
+            key=key, start=self._seg_rows, n_rows=rows.n_rows, subject=str(rows.subject),
+            session=int(rows.session), trial=str(rows.trial), fold=int(rows.fold),
+            t_start_s=np.array(rows.t_start_s, np.float64), t_end_s=np.array(rows.t_end_s, np.float64),
             labels={n: np.array(v, np.float64) for n, v in rows.labels.items()}, quality=quality,
             timing_s=None if timing_s is None else float(timing_s), meta=meta,
         )
-        if self._buf.n >= self.segment_rows or time.monotonic() - self._last_flush >= self.flush_interval_s:
+        try:
+            self._append_embeddings(emb)
+        except BaseException as exc:
+            dropped = self._abort_segment()
+            raise StoreError(
+                f"{self.path}: writing item {key} failed ({type(exc).__name__}: {exc}); the open segment was "
+                f"discarded with its {len(dropped)} uncommitted item(s), which stay absent and will be redone"
+            ) from exc
+        self._pending[key] = pending
+        self._seg_rows += rows.n_rows
+        if self._seg_rows >= self.segment_rows or time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
+
+    def _append_embeddings(self, emb: np.ndarray) -> None:
+        """Full chunks go straight from ``emb`` to the segment; a partial chunk's rows wait in ``_staging``."""
+        if self._seg is None:
+            tmp = self.segments_dir / tmp_name(self._backend.suffix)
+            self._seg = self._backend.open_segment(tmp, self.dim, self.dtype, self.chunk_rows)
+        cr, k, pos = self.chunk_rows, emb.shape[0], 0
+        direct: list[np.ndarray] = []
+        while pos < k:
+            if self._fill == 0 and k - pos >= cr:
+                direct.append(emb[pos : pos + cr])
+                pos += cr
+                continue
+            if direct:
+                self._emit(direct)
+                direct = []
+            if self._staging is None:
+                self._staging = np.empty((cr, self.dim), self.dtype)
+            take = min(cr - self._fill, k - pos)
+            self._staging[self._fill : self._fill + take] = emb[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == cr:
+                self._emit([self._staging])
+                self._fill = 0
+        if direct:
+            self._emit(direct)
+
+    def _emit(self, blocks: list[np.ndarray]) -> None:
+        """Write full chunks; when the backend allows, the writes run in pool threads while this thread computes
+        the checksums (both release the GIL). Returns once every write is done: the caller may reuse its array."""
+        seg = self._seg
+        assert seg is not None
+        first = self._n_chunks
+        self._n_chunks += len(blocks)
+        stored = [np.ascontiguousarray(b, dtype=self.dtype) for b in blocks]
+        if not seg.parallel_chunks:
+            for i, block in enumerate(stored):
+                seg.write_chunk(first + i, block)
+            self._checksums.extend(chunk_checksum(b) for b in stored)
+            return
+        futures = [io_pool().submit(seg.write_chunk, first + i, block) for i, block in enumerate(stored)]
+        try:
+            self._checksums.extend(chunk_checksum(b) for b in stored)
+        finally:
+            for future in futures:
+                future.result()
+
+    def _abort_segment(self) -> list[str]:
+        """Discard the open segment and its uncommitted items (claims released); returns their keys."""
+        dropped = list(self._pending)
+        if self._seg is not None:
+            try:
+                self._seg.abort()
+            except Exception:  # the segment is garbage either way; gc removes leftovers
+                log.debug("aborting segment %s failed", self._seg.path, exc_info=True)
+        for key in dropped:
+            self.release(key)
+        self._reset_segment()
+        return dropped
+
+    def _reset_segment(self) -> None:
+        self._seg = None
+        self._seg_rows = 0
+        self._n_chunks = 0
+        self._checksums = []
+        self._fill = 0
+        self._pending.clear()
 
     def mark_failed(self, key: str, error: str, timing_s: float | None = None) -> None:
         """Record that ``key`` failed with ``error`` (replacing an older record); releases its claim."""
         self._check_open()
         if key in self._loc or key in self._pending:
             log.warning("store %s: item %s is %s; not marking it failed", self.path, key,
-                        "committed" if key in self._loc else "buffered")
+                        "committed" if key in self._loc else "written, not yet committed")
             return
         record = {"key": key, "error": str(error), "timing_s": None if timing_s is None else float(timing_s),
                   "writer": self.writer_id, "host": hostname(), "pid": os.getpid(), "time": now_iso()}
         write_json_atomic(self.failed_dir / (escape_key(key) + ".json"), record, durable=self.durable)
         self.release(key)
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+        if self._pending and time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
     def flush(self) -> None:
-        """Commit the buffered items as one new segment (no-op when the buffer is empty)."""
+        """Commit the open segment with its items (no-op when there is none)."""
         self._check_open()
         self._last_flush = time.monotonic()
         if not self._pending:
             return
+        seg = self._seg
+        assert seg is not None
         items = list(self._pending.values())
-        emb = self._buf.view()
-        n = emb.shape[0]
+        n = self._seg_rows
+        tail = self._staging[: self._fill] if (self._staging is not None and self._fill) else np.empty(
+            (0, self.dim), self.dtype
+        )
+        checksums = self._checksums + ([chunk_checksum(tail)] if len(tail) else [])
         columns, kinds = _build_columns(items, n)
-        chunk_rows = max(1, min(self.chunk_rows, n))
         attrs = {
             "format": SEGMENT_FORMAT,
             "format_version": SEGMENT_FORMAT_VERSION,
@@ -914,7 +976,7 @@ class StoreWriter(Store):
             "n_rows": n,
             "dim": self.dim,
             "dtype": self.dtype.name,
-            "chunk_rows": chunk_rows,
+            "chunk_rows": self.chunk_rows if self._n_chunks else max(1, n),
             "items": [
                 {"key": it.key, "start": it.start, "n_rows": it.n_rows, "subject": it.subject,
                  "session": it.session, "trial": it.trial, "fold": it.fold, "timing_s": it.timing_s,
@@ -922,35 +984,25 @@ class StoreWriter(Store):
                 for it in items
             ],
             "columns": kinds,
+            "checksums": {"algorithm": ALGORITHM, "embeddings_chunks": checksums, "rows": rows_crc(columns)},
         }
-        # The embedding checksums are computed in a background thread while the backend writes the arrays.
-        crcs = io_pool().submit(chunk_crcs, emb, chunk_rows)
-
-        done: dict[str, Any] = {}
-
-        def final_attrs() -> dict[str, Any]:
-            if not done:
-                sums = {"algorithm": ALGORITHM, "embeddings_chunks": crcs.result(), "rows": rows_crc(columns)}
-                done.update(attrs, checksums=sums)
-            return done
-
-        tmp = self.segments_dir / tmp_name(self._backend.suffix)
         try:
-            self._backend.write_segment(tmp, emb, columns, final_attrs, chunk_rows=chunk_rows, durable=self.durable)
-            final = self._publish(tmp)
-        except BaseException:
-            crcs.cancel()
-            remove_path(tmp)
-            raise
-        # Committed. Index it (the row table is in memory already), then tidy up failure records and claims.
-        self._add_segment(SegmentInfo(final.name, final, json.loads(json.dumps(final_attrs()))))
+            seg.finish(n, tail, columns, attrs, durable=self.durable)
+            final = self._publish(seg.path)
+        except BaseException as exc:
+            dropped = self._abort_segment()
+            raise StoreError(
+                f"{self.path}: committing a segment failed ({type(exc).__name__}: {exc}); its {len(dropped)} "
+                "uncommitted item(s) stay absent and will be redone"
+            ) from exc
+        # Committed. Index it, then tidy up failure records and claims.
+        self._add_segment(SegmentInfo(final.name, final, json.loads(json.dumps(attrs))))
         for it in items:
             failed = self.failed_dir / (escape_key(it.key) + ".json")
             if failed.exists():
                 remove_path(failed)
             self.release(it.key)
-        self._pending.clear()
-        self._buf.reset()
+        self._reset_segment()
 
     def _publish(self, tmp: Path) -> Path:
         """Rename ``tmp`` to this writer's next segment name without ever replacing an existing segment."""
@@ -975,12 +1027,14 @@ class StoreWriter(Store):
         raise StoreError(f"{self.segments_dir}: could not find a free segment name for writer {self.writer_id}")
 
     def close(self) -> None:
-        """Commit the buffer, release this writer's claims. Safe to call twice."""
+        """Commit the open segment, release this writer's claims. Safe to call twice."""
         if self._closed:
             return
         try:
             self.flush()
         finally:
+            if self._seg is not None:
+                self._abort_segment()
             for key in list(self._claims):
                 self.release(key)
             self._closed = True
@@ -990,7 +1044,7 @@ class StoreWriter(Store):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()  # buffered items are whole: commit them even when the block raised
+        self.close()  # the written items are whole: commit them even when the block raised
 
 
 def _build_columns(items: Sequence[_Pending], n: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:

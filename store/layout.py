@@ -12,6 +12,7 @@ On-disk layout of a store directory (see ``.notes/README-stores.md`` for the ful
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+@functools.lru_cache(maxsize=1)
 def hostname() -> str:
     return socket.gethostname() or "localhost"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from store.checksums import ALGORITHM, rows_crc
+from store.checksums import ALGORITHM, chunk_checksum, rows_crc
 from store.claims import CLAIM_SUFFIX, DEFAULT_CLAIM_TTL_S, is_stale, read_claim
 from store.layout import (
     MANIFEST_FILE,
@@ -144,18 +144,12 @@ def _check_arrays(store: Store, seg: SegmentInfo, arrays: Any, checksums: bool) 
         return [*out, f"unknown checksum algorithm {recorded.get('algorithm')!r}"]
     if rows_crc(columns) != recorded.get("rows"):
         out.append("row table checksum mismatch (rows/labels/quality arrays are corrupt)")
-    import zlib
-
     cr = int(attrs.get("chunk_rows") or max(1, n))
-    want_crcs = list(recorded.get("embeddings_chunks", []))
+    want = list(recorded.get("embeddings_chunks", []))
     n_chunks = -(-n // cr) if n else 0
-    if len(want_crcs) != n_chunks:
-        return [*out, f"{len(want_crcs)} embedding checksums recorded for {n_chunks} chunks"]
-    bad = []
-    for c in range(n_chunks):
-        block = np.ascontiguousarray(emb[c * cr : min((c + 1) * cr, n)], dtype=store.dtype.newbyteorder("<"))
-        if zlib.crc32(memoryview(block).cast("B") if block.size else b"") != want_crcs[c]:
-            bad.append(c)
+    if len(want) != n_chunks:
+        return [*out, f"{len(want)} embedding checksums recorded for {n_chunks} chunks"]
+    bad = [c for c in range(n_chunks) if chunk_checksum(emb[c * cr : min((c + 1) * cr, n)]) != want[c]]
     if bad:
         shown = ", ".join(str(c) for c in bad[:_MAX_CHUNK_REPORTS]) + (" ..." if len(bad) > _MAX_CHUNK_REPORTS else "")
         out.append(f"embeddings checksum mismatch in {len(bad)} of {n_chunks} chunks ({cr} rows each): {shown}")

@@ -8,6 +8,7 @@ face has ``face_found=False`` and no crop — nothing is fabricated.
 
 Example::
 
+    from extract.face.decode import VideoDecodeError
     from extract.face.pipeline import FaceConfig, FacePipeline
 
     pipe = FacePipeline.from_config(FaceConfig(fps=5.0, detector="mtcnn"), device="cuda:0")

@@ -211,7 +211,7 @@ def results_compare(
         raise typer.Exit(2)
     rows.sort(key=lambda r: r[sort], reverse=sort != "name")
     table = Table(title="runs (fold means, %)", title_justify="left")
-    for col in ("run", "strategy", "classifier", "target", "protocol", "rows", "acc", "F1", "UAR", "baseline acc",
+    for col in ("run", "strategy", "classifier", "target", "protocol", "granularity", "acc", "F1", "UAR", "baseline acc",
                 "Δ acc"):
         table.add_column(col, justify="right" if col in ("acc", "F1", "UAR", "baseline acc", "Δ acc") else "left")
     for r in rows:

@@ -54,7 +54,9 @@ class ExtractConfig:
     # -- how to run
     gpu: tuple[int, ...] = (0,)  # cuda:N when present, else the CPU (said once); -1 = CPU; several = one per worker
     workers: int = 1  # >1: that many local worker processes (ProcessPoolExecutor)
-    scheduler: str | None = None  # "local:N" (dask LocalCluster) or "tcp://HOST:PORT" (an existing dask cluster)
+    # "local:N" (dask LocalCluster of N processes), "local-threads:N" (N worker threads in this process) or
+    # "tcp://HOST:PORT" (an existing dask cluster)
+    scheduler: str | None = None
     detect_batch: int = 32  # frames per detector call
     embed_batch: int = 64  # crops per backbone call (independent of the detector batch)
     commit_interval_s: float = 30.0  # each writer commits its buffered items at least this often (and at the end)
@@ -75,8 +77,8 @@ class ExtractConfig:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
         if self.detect_batch < 1 or self.embed_batch < 1:
             raise ValueError("detect_batch and embed_batch must be >= 1")
-        if self.scheduler and not (self.scheduler.startswith("local:") or "://" in self.scheduler):
-            raise ValueError(f"scheduler {self.scheduler!r}: expected local:N or tcp://HOST:PORT")
+        if self.scheduler and not (self.scheduler.startswith(("local:", "local-threads:")) or "://" in self.scheduler):
+            raise ValueError(f"scheduler {self.scheduler!r}: expected local:N, local-threads:N or tcp://HOST:PORT")
         if not self.gpu:
             raise ValueError("gpu needs at least one value (-1 = CPU)")
 

@@ -228,7 +228,7 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
                     st.stages["write"] = st.stages.get("write", 0.0) + seconds
 
             if cfg.scheduler:
-                from pipelines.jobs.runners import run_dask
+                from pipelines.jobs.dask_runner import run_dask
 
                 stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit)
             elif cfg.workers > 1:

@@ -71,12 +71,14 @@ class ExtractorRecipe:
         return json.loads(self.options_json)
 
     def build(self, device: Any = None) -> Any:
+        """The extractor; ``device`` (or a callable returning it, resolved only if needed) goes to factories
+        that take a ``device`` argument."""
         from extract.base import EXTRACTORS
 
         factory = EXTRACTORS.get(self.name)
         kwargs = self.options()
         if device is not None and _accepts(factory, "device"):
-            kwargs["device"] = device
+            kwargs["device"] = device() if callable(device) else device
         return factory(**kwargs)
 
 

@@ -62,17 +62,48 @@ def new_writer_id(name: str = "") -> str:
     return sanitize_name("-".join(parts))
 
 
-class WorkerContext:
-    """Per-worker caches: extractors by recipe, readers by dataset, writers by store path."""
+def quiet_device(gpu: int | None) -> Any:
+    """``cuda:gpu`` when present, else the CPU, without logging (the driver has said it once already)."""
+    import torch
 
-    def __init__(self, device: Any = None, name: str = "") -> None:
-        self.device = device
+    if gpu is not None and gpu >= 0 and torch.cuda.is_available() and gpu < torch.cuda.device_count():
+        return torch.device(f"cuda:{gpu}")
+    return torch.device("cpu")
+
+
+def limit_threads(n_workers: int) -> None:
+    """Share the CPU cores between ``n_workers`` worker processes (torch/OpenMP intra-op threads)."""
+    import sys
+
+    n = str(max(1, (os.cpu_count() or 1) // max(1, n_workers)))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(n))
+    else:  # read by torch (and numpy's BLAS) when they load
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, n)
+
+
+class WorkerContext:
+    """Per-worker caches: extractors by recipe, readers by dataset, writers by store path.
+
+    ``device`` is given, or resolved from ``gpu`` the first time an extractor needs one (an EEG-only worker never
+    imports torch)."""
+
+    def __init__(self, device: Any = None, name: str = "", gpu: int | None = None) -> None:
+        self._device = device
+        self.gpu = gpu
         self.name = name
         self.writer_id = new_writer_id(name)
         self._extractors: dict[ExtractorRecipe, Any] = {}
         self._readers: dict[tuple[str, str, str], DatasetReader] = {}
         self._writers: dict[str, Any] = {}
         self._imported: set[tuple[str, ...]] = set()
+
+    @property
+    def device(self) -> Any:
+        if self._device is None:
+            self._device = quiet_device(self.gpu)
+        return self._device
 
     # -- caches
     def adopt_extractor(self, recipe: ExtractorRecipe, extractor: Any) -> None:
@@ -85,7 +116,7 @@ class WorkerContext:
     def extractor(self, recipe: ExtractorRecipe) -> Any:
         if recipe not in self._extractors:
             t0 = time.perf_counter()
-            self._extractors[recipe] = recipe.build(self.device)
+            self._extractors[recipe] = recipe.build(lambda: self.device)
             log.debug("worker %s built %s in %.1f s", self.name or "main", recipe.name, time.perf_counter() - t0)
         return self._extractors[recipe]
 

@@ -12,7 +12,7 @@ by subclassing ``tests/store/conformance.py::StoreConformance``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,6 +43,46 @@ class EmbeddingsReader(ABC):
         self.close()
 
 
+class SegmentWriter(ABC):
+    """One segment being written under a temporary name; nothing of it is visible until the store renames it.
+
+    The store calls ``write_chunk`` for each full chunk of ``chunk_rows`` rows as items arrive (in any order of
+    ``index``; from several threads at once when ``parallel_chunks``), then ``finish`` once, or ``abort``.
+    """
+
+    parallel_chunks: bool = False
+
+    def __init__(self, path: Path, dim: int, dtype: np.dtype, chunk_rows: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self.chunk_rows = chunk_rows
+
+    @abstractmethod
+    def write_chunk(self, index: int, block: np.ndarray) -> None:
+        """Write rows ``index * chunk_rows ...`` (a full chunk, ``block.shape == (chunk_rows, dim)``)."""
+
+    @abstractmethod
+    def finish(
+        self, n_rows: int, tail: np.ndarray, columns: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+        *, durable: bool,
+    ) -> None:
+        """Complete the segment: ``tail`` holds the rows after the last full chunk (possibly none). When no full
+        chunk was written, the embeddings get one chunk of exactly ``n_rows`` rows (no padding in small
+        segments). Then the 1-D ``columns`` (object arrays of ``str`` for strings) and the JSON-able ``attrs`` as
+        the ``mmer_segment`` attribute. With ``durable``, every byte is fsynced before returning."""
+
+    def abort(self) -> None:
+        """Remove whatever was written."""
+        from store.layout import remove_path
+
+        self.close()
+        remove_path(self.path)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
 class SegmentBackend(ABC):
     """Writes and reads segments of one on-disk format. Instances are cheap and stateless."""
 
@@ -57,20 +97,8 @@ class SegmentBackend(ABC):
         self.compression = compression
 
     @abstractmethod
-    def write_segment(
-        self,
-        path: Path,
-        embeddings: np.ndarray,
-        columns: Mapping[str, np.ndarray],
-        attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-        *,
-        chunk_rows: int,
-        durable: bool,
-    ) -> None:
-        """Create the segment at ``path`` (which does not exist yet) holding ``embeddings`` (n, dim) chunked by
-        ``chunk_rows`` rows, the 1-D ``columns`` (object arrays of ``str`` for strings) and the JSON-able
-        ``attrs`` under ``mmer_segment``; ``attrs`` may be a callable, called once the arrays are written (the
-        checksums are computed meanwhile). With ``durable``, every byte is fsynced before returning."""
+    def open_segment(self, path: Path, dim: int, dtype: np.dtype, chunk_rows: int) -> SegmentWriter:
+        """Start a new segment at ``path`` (which does not exist yet)."""
 
     @abstractmethod
     def read_attrs(self, path: Path) -> dict[str, Any]:
@@ -94,10 +122,6 @@ class SegmentBackend(ABC):
         """Every array of the segment (``"embeddings"``, ``"rows/item"``, ...) opened with the plain library
         (zarr / h5py) as array-likes that slice to numpy, plus ``"__attrs__"`` -> the parsed attribute. Used by
         ``verify`` so that the check goes through the same reader an outside user would use."""
-
-
-def resolve_attrs(attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
-    return dict(attrs() if callable(attrs) else attrs)
 
 
 BACKENDS: Registry[SegmentBackend] = Registry("store backend")

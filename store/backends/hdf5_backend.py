@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, resolve_attrs
+from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter
 from store.errors import CorruptSegmentError
 from store.layout import SEGMENT_ATTR, fsync_tree
 
@@ -33,6 +33,26 @@ def _open(path: Path, mode: str = "r") -> Any:
         raise
     except OSError as exc:
         raise CorruptSegmentError(f"{path}: cannot open as HDF5 ({exc})") from exc
+
+
+def _is_str(dataset: Any) -> bool:
+    import h5py
+
+    return h5py.check_string_dtype(dataset.dtype) is not None
+
+
+def _encode_fixed_utf8(values: np.ndarray) -> np.ndarray:
+    """Strings -> fixed-length UTF-8 bytes (``S<max>``), encoding each run of equal values once (row columns
+    repeat one value per item). Fixed-length strings write ~10x faster than h5py's variable-length ones."""
+    n = len(values)
+    if n == 0:
+        return np.empty(0, "S1")
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    counts = np.diff(np.concatenate((starts, [n])))
+    runs = np.array([str(values[i]).encode("utf-8") for i in starts.tolist()], dtype=object)
+    width = max(1, max(len(b) for b in runs))
+    return np.repeat(runs.astype(f"S{width}"), counts)
 
 
 class _H5Embeddings(EmbeddingsReader):
@@ -58,45 +78,85 @@ class _H5Embeddings(EmbeddingsReader):
         self.file.close()
 
 
+class _H5SegmentWriter(SegmentWriter):
+    """One HDF5 file kept open while the segment fills; full chunks go straight to disk (``write_direct_chunk``,
+    past the filter pipeline) unless compressed."""
+
+    def __init__(self, path: Path, dim: int, dtype: np.dtype, chunk_rows: int, compression: str | None) -> None:
+        import h5py
+
+        super().__init__(path, dim, dtype, chunk_rows)
+        self.compression = compression
+        self.file = h5py.File(self.path, "w-")
+        self.dataset: Any = None
+
+    def _ensure_dataset(self, rows: int, chunk_rows: int) -> Any:
+        if self.dataset is None:
+            opts: dict[str, Any] = {}
+            if self.compression is not None:
+                opts["compression"] = self.compression
+                if self.compression == "gzip":
+                    opts["compression_opts"] = 1
+            self.dataset = self.file.create_dataset(
+                _EMB, shape=(rows, self.dim), maxshape=(None, self.dim), dtype=self.dtype,
+                chunks=(chunk_rows, self.dim), **opts,
+            )
+        elif self.dataset.shape[0] < rows:
+            self.dataset.resize(rows, axis=0)
+        return self.dataset
+
+    def write_chunk(self, index: int, block: np.ndarray) -> None:
+        cr = self.chunk_rows
+        ds = self._ensure_dataset((index + 1) * cr, cr)
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        if self.compression is None:
+            ds.id.write_direct_chunk((index * cr, 0), data)
+        else:
+            ds[index * cr : (index + 1) * cr] = data
+
+    def finish(self, n_rows, tail, columns, attrs, *, durable):  # type: ignore[override]
+        import h5py
+
+        n = int(n_rows)
+        n_full = (n - len(tail)) // self.chunk_rows
+        f = self.file
+        try:
+            if n == 0:
+                f.create_dataset(_EMB, shape=(0, self.dim), dtype=self.dtype)
+            else:
+                ds = self._ensure_dataset(n, self.chunk_rows if n_full else n)
+                if ds.shape[0] != n:
+                    ds.resize(n, axis=0)
+                if len(tail):
+                    ds[n - len(tail) : n] = np.asarray(tail, dtype=self.dtype)
+            for group in ("rows", "labels", "quality"):
+                f.require_group(group)
+            for name, values in columns.items():
+                values = np.asarray(values)
+                if values.dtype.kind in "OUT":
+                    encoded = _encode_fixed_utf8(values)
+                    f.create_dataset(name, data=encoded.astype(h5py.string_dtype("utf-8", encoded.dtype.itemsize)))
+                else:
+                    f.create_dataset(name, data=values)
+            f.attrs[SEGMENT_ATTR] = json.dumps(dict(attrs), allow_nan=True)
+        finally:
+            self.close()
+        if durable:
+            fsync_tree(self.path)
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+
 @BACKENDS.register("hdf5", suffix=".h5")
 class HDF5Backend(SegmentBackend):
     name = "hdf5"
     suffix = ".h5"
     compressions = ("gzip", "lzf")
 
-    def write_segment(self, path, embeddings, columns, attrs, *, chunk_rows, durable):  # type: ignore[override]
-        import h5py
-
-        path = Path(path)
-        n, dim = embeddings.shape
-        cr = max(1, min(chunk_rows, n))
-        with h5py.File(path, "w-") as f:
-            for group in ("rows", "labels", "quality"):
-                f.create_group(group)
-            if n == 0:
-                f.create_dataset(_EMB, shape=(0, dim), dtype=embeddings.dtype)
-            elif self.compression is not None:
-                opts = {"compression": self.compression}
-                if self.compression == "gzip":
-                    opts["compression_opts"] = 1
-                f.create_dataset(_EMB, data=embeddings, chunks=(cr, dim), **opts)
-            else:
-                ds = f.create_dataset(_EMB, shape=(n, dim), dtype=embeddings.dtype, chunks=(cr, dim))
-                data = np.ascontiguousarray(embeddings)
-                full = (n // cr) * cr
-                for lo in range(0, full, cr):  # whole chunks go straight to disk, past the filter pipeline
-                    ds.id.write_direct_chunk((lo, 0), data[lo : lo + cr])
-                if full < n:
-                    ds[full:n] = data[full:n]
-            for name, values in columns.items():
-                values = np.asarray(values)
-                if values.dtype.kind in "OUT":
-                    f.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype("utf-8"))
-                else:
-                    f.create_dataset(name, data=values)
-            f.attrs[SEGMENT_ATTR] = json.dumps(resolve_attrs(attrs), allow_nan=True)
-        if durable:
-            fsync_tree(path)
+    def open_segment(self, path, dim, dtype, chunk_rows):  # type: ignore[override]
+        return _H5SegmentWriter(Path(path), dim, dtype, chunk_rows, self.compression)
 
     def read_attrs(self, path):  # type: ignore[override]
         with _open(Path(path)) as f:
@@ -110,7 +170,7 @@ class HDF5Backend(SegmentBackend):
                 if name not in f:
                     raise CorruptSegmentError(f"{path}: dataset {name} is missing")
                 ds = f[name]
-                out[name] = ds.asstr()[:] if ds.dtype.kind == "O" else ds[:]
+                out[name] = ds.asstr()[:].astype(object) if _is_str(ds) else ds[:]
         return out
 
     def embeddings_reader(self, path):  # type: ignore[override]
@@ -134,7 +194,7 @@ class HDF5Backend(SegmentBackend):
 
             def visit(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset):
-                    arrays[name] = obj.asstr() if obj.dtype.kind == "O" else obj
+                    arrays[name] = obj.asstr() if _is_str(obj) else obj
 
             f.visititems(visit)
             yield arrays

@@ -1,17 +1,29 @@
 """Zarr v3 segments: one zarr group (a directory) per segment, readable with plain ``zarr.open_group``.
 
-Writing goes around zarr-python's API on purpose: metadata documents (``zarr.json``) and uncompressed chunks
-(``bytes`` codec, little-endian, chunk key ``c.<i>.<j>``) are plain files whose bytes the Zarr v3 spec fixes, and
-writing them directly is ~5x faster than ``zarr.create_array`` + ``__setitem__`` (36 ms of metadata overhead per
-segment, and ~0.3x numpy speed for the bulk data, measured here). Reading uncompressed chunks is likewise a
-``seek`` + ``readinto`` into the caller's array. The tests read every segment back through plain zarr, and
-``verify`` checks the checksums through plain zarr, so the files stay standard. With ``compression="zstd"``
-the embeddings go through zarr-python itself.
+Layout of one segment (all standard Zarr v3; see ``.notes/README-stores.md``)::
+
+    zarr.json                      group; attributes.mmer_segment = the segment index (items, columns, checksums)
+    embeddings/zarr.json           (n, dim) float16|float32, ONE shard of ceil(n/chunk_rows) inner chunks
+    embeddings/c.0.0               the shard: inner chunks (raw little-endian rows, the last one zero-padded)
+                                   back to back, then the shard index (offset, nbytes as uint64 per inner chunk)
+                                   and the index's CRC-32C
+    rows/<col>/zarr.json, c.0      one chunk per column: item, subject, trial (vlen-utf8 strings), session,
+                                   row, t_start_s, t_end_s, fold
+    labels/<name>/..., quality/<name>/...
+
+Writing goes around zarr-python on purpose: the metadata documents and the uncompressed shard are plain files
+whose bytes the Zarr v3 spec fixes, and writing them directly (positional writes into one file per segment,
+chunks written as items arrive) runs at numpy speed, where ``zarr.create_array`` + ``__setitem__`` cost ~36 ms of
+metadata per segment and ran at ~0.3x numpy for the bulk data (measured here). Reading an uncompressed shard is
+likewise ``preadv`` straight into the caller's array. The tests read every segment back through plain zarr and
+``verify`` recomputes the checksums through plain zarr, so the files stay standard. With ``compression="zstd"``
+the embeddings are written through zarr-python (unsharded chunks) instead.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,25 +32,43 @@ from typing import Any
 
 import numpy as np
 
-from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, resolve_attrs
+from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter
 from store.errors import CorruptSegmentError
 from store.layout import SEGMENT_ATTR, fsync_tree, io_pool
 
 _SEP = "."
 _EMB = "embeddings"
 _GROUPS = ("rows", "labels", "quality")
+_LE_BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
+_EMPTY = 2**64 - 1  # shard index entry of an absent inner chunk
+_PIECE_BYTES = 8 << 20  # parallel reads are cut into pieces of at most this size
+
+
 def _group_meta(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": dict(attributes or {})}
 
 
-def _array_meta(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype | str) -> dict[str, Any]:
+def _array_meta(
+    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype | str, inner: tuple[int, ...] | None = None
+) -> dict[str, Any]:
+    """Array metadata; with ``inner``, ``chunks`` is the shard shape and ``inner`` the chunk shape inside it."""
     if dtype == "string":
         data_type, fill, codecs = "string", "", [{"name": "vlen-utf8", "configuration": {}}]
     else:
         dt = np.dtype(dtype)
         data_type = dt.name
         fill = False if dt.kind == "b" else (0.0 if dt.kind == "f" else 0)
-        codecs = [{"name": "bytes"}] if dt.itemsize == 1 else [{"name": "bytes", "configuration": {"endian": "little"}}]
+        codecs = [{"name": "bytes"}] if dt.itemsize == 1 else [dict(_LE_BYTES)]
+    if inner is not None:
+        codecs = [{
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": list(inner),
+                "codecs": codecs,
+                "index_codecs": [dict(_LE_BYTES), {"name": "crc32c"}],
+                "index_location": "end",
+            },
+        }]
     return {
         "zarr_format": 3,
         "node_type": "array",
@@ -63,6 +93,29 @@ def _write_json(path: Path, obj: Any) -> None:
     _write_bytes(path, json.dumps(obj, indent=1, allow_nan=True).encode())
 
 
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while len(view):
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _pread_into(fd: int, view: memoryview, offset: int, what: Path) -> None:
+    while len(view):
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise CorruptSegmentError(f"{what}: shorter than its metadata says (truncated?)")
+        view, offset = view[n:], offset + n
+
+
+def _crc32c(data: bytes) -> int | None:
+    try:
+        import google_crc32c  # zarr's own dependency for its crc32c codec
+    except ImportError:  # pragma: no cover - zarr requires it
+        return None
+    return int(google_crc32c.value(data))
+
+
 def _encode_vlen_utf8(values: np.ndarray) -> bytes:
     """The ``vlen-utf8`` codec: uint32 count, then per value uint32 byte length + UTF-8 bytes (all little-endian).
 
@@ -81,18 +134,29 @@ def _encode_vlen_utf8(values: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _is_plain_bytes(meta: Mapping[str, Any]) -> bool:
-    codecs = meta.get("codecs", [])
-    if meta.get("data_type") == "string" or len(codecs) != 1 or codecs[0].get("name") != "bytes":
+def _plain_codecs(codecs: Sequence[Mapping[str, Any]]) -> bool:
+    if len(codecs) != 1 or codecs[0].get("name") != "bytes":
         return False
-    endian = (codecs[0].get("configuration") or {}).get("endian", "little")
-    enc = meta.get("chunk_key_encoding", {})
-    return (
-        endian == "little"
-        and enc.get("name") == "default"
-        and meta.get("chunk_grid", {}).get("name") == "regular"
-        and not meta.get("storage_transformers")
-    )
+    return (codecs[0].get("configuration") or {}).get("endian", "little") == "little"
+
+
+def _raw_layout(meta: Mapping[str, Any]) -> str | None:
+    """``"plain"`` (uncompressed chunks), ``"sharded"`` (uncompressed inner chunks in shards), or None."""
+    if meta.get("data_type") == "string" or meta.get("storage_transformers"):
+        return None
+    if meta.get("chunk_grid", {}).get("name") != "regular" or meta.get("chunk_key_encoding", {}).get("name") != (
+        "default"
+    ):
+        return None
+    codecs = meta.get("codecs", [])
+    if _plain_codecs(codecs):
+        return "plain"
+    if len(codecs) == 1 and codecs[0].get("name") == "sharding_indexed":
+        conf = codecs[0].get("configuration", {})
+        index = [c.get("name") for c in conf.get("index_codecs", [])]
+        if _plain_codecs(conf.get("codecs", [])) and index in (["bytes"], ["bytes", "crc32c"]):
+            return "sharded"
+    return None
 
 
 def _chunk_key(meta: Mapping[str, Any], idx: Sequence[int]) -> str:
@@ -100,60 +164,129 @@ def _chunk_key(meta: Mapping[str, Any], idx: Sequence[int]) -> str:
     return "c" + "".join(f"{sep}{i}" for i in idx)
 
 
-def _read_exact(fh: Any, view: memoryview, what: Path) -> None:
-    got = 0
-    while got < len(view):
-        n = fh.readinto(view[got:])
-        if not n:
-            raise CorruptSegmentError(f"{what}: chunk is truncated ({got} of {len(view)} bytes)")
-        got += n
+def _write_column(apath: Path, values: np.ndarray) -> None:
+    apath.mkdir()
+    n = len(values)
+    chunks = (max(1, n),)
+    if values.dtype.kind in "OUT":
+        _write_json(apath / "zarr.json", _array_meta((n,), chunks, "string"))
+        if n:
+            _write_bytes(apath / "c.0", _encode_vlen_utf8(values))
+        return
+    data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+    _write_json(apath / "zarr.json", _array_meta((n,), chunks, data.dtype))
+    if n:
+        _write_bytes(apath / "c.0", memoryview(data).cast("B"))
 
 
 class _RawEmbeddings(EmbeddingsReader):
-    """Uncompressed chunks: seek + readinto straight into the caller's array, chunks in parallel threads."""
+    """Uncompressed (plain or sharded) chunks: positional reads straight into the caller's array, in threads."""
 
-    def __init__(self, path: Path, meta: Mapping[str, Any]) -> None:
+    def __init__(self, path: Path, meta: Mapping[str, Any], layout: str) -> None:
         self.path = path
         self.meta = meta
         self.shape = (int(meta["shape"][0]), int(meta["shape"][1]))
         self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        self.chunk_rows = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
         self.row_bytes = self.shape[1] * self.dtype.itemsize
+        outer = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+        self.sharded = layout == "sharded"
+        if self.sharded:
+            conf = meta["codecs"][0]["configuration"]
+            self.inner = int(conf["chunk_shape"][0])
+            self.per_shard = outer // self.inner
+            self.index_at_end = conf.get("index_location", "end") == "end"
+            self.index_crc = [c.get("name") for c in conf["index_codecs"]] == ["bytes", "crc32c"]
+        else:
+            self.inner, self.per_shard = outer, 1
+        self._fds: dict[int, int] = {}
+        self._indexes: dict[int, np.ndarray] = {}
 
-    def _chunk_file(self, c: int) -> Path:
-        return self.path / _chunk_key(self.meta, (c, 0))
+    def _fd(self, file_no: int) -> int:
+        fd = self._fds.get(file_no)
+        if fd is None:
+            fname = self.path / _chunk_key(self.meta, (file_no, 0))
+            try:
+                fd = self._fds[file_no] = os.open(fname, os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
+        return fd
 
-    def _read_piece(self, c: int, lo: int, hi: int, view: memoryview) -> None:
-        fname = self._chunk_file(c)
-        try:
-            with open(fname, "rb", buffering=0) as fh:
-                fh.seek((lo - c * self.chunk_rows) * self.row_bytes)
-                _read_exact(fh, view, fname)
-        except FileNotFoundError as exc:
-            raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
+    def _index(self, shard: int) -> np.ndarray:
+        index = self._indexes.get(shard)
+        if index is None:
+            fd = self._fd(shard)
+            n_bytes = self.per_shard * 16 + (4 if self.index_crc else 0)
+            size = os.fstat(fd).st_size
+            buf = bytearray(n_bytes)
+            _pread_into(fd, memoryview(buf), size - n_bytes if self.index_at_end else 0, self.path)
+            body = bytes(buf[: self.per_shard * 16])
+            if self.index_crc:
+                want = struct.unpack("<I", bytes(buf[-4:]))[0]
+                got = _crc32c(body)
+                if got is not None and got != want:
+                    raise CorruptSegmentError(f"{self.path}: shard {shard} index checksum mismatch")
+            index = self._indexes[shard] = np.frombuffer(body, dtype="<u8").reshape(self.per_shard, 2)
+        return index
+
+    def _locate(self, c: int) -> tuple[int, int] | None:
+        """(file number, byte offset) of inner chunk ``c``; None when the chunk is absent (reads as zeros)."""
+        if not self.sharded:
+            return c, 0
+        shard, j = divmod(c, self.per_shard)
+        offset, nbytes = (int(v) for v in self._index(shard)[j])
+        if offset == _EMPTY and nbytes == _EMPTY:
+            return None
+        if nbytes != self.inner * self.row_bytes:
+            raise CorruptSegmentError(f"{self.path}: inner chunk {c} has {nbytes} bytes, expected "
+                                      f"{self.inner * self.row_bytes}")
+        return shard, offset
 
     def read(self, start: int, stop: int, out: np.ndarray) -> None:
         if stop <= start:
             return
-        if out.dtype != self.dtype or not out.flags.c_contiguous:
-            tmp = np.empty((stop - start, self.shape[1]), self.dtype)
-            self.read(start, stop, tmp)
-            out[...] = tmp
-            return
-        mv = memoryview(out).cast("B")
-        pieces = []
+        # (file, offset, row_lo, row_hi): one entry per inner chunk, merged where contiguous on disk
+        pieces: list[list[Any]] = []
         pos = start
         while pos < stop:
-            c = pos // self.chunk_rows
-            hi = min((c + 1) * self.chunk_rows, stop)
-            a, b = (pos - start) * self.row_bytes, (hi - start) * self.row_bytes
-            pieces.append((c, pos, hi, mv[a:b]))
+            c = pos // self.inner
+            hi = min((c + 1) * self.inner, stop)
+            loc = self._locate(c)
+            if loc is None:
+                pieces.append([None, 0, pos, hi])
+            else:
+                file_no, off = loc[0], loc[1] + (pos - c * self.inner) * self.row_bytes
+                last = pieces[-1] if pieces else None
+                if last and last[0] == file_no and last[1] + (last[3] - last[2]) * self.row_bytes == off:
+                    last[3] = hi
+                else:
+                    pieces.append([file_no, off, pos, hi])
             pos = hi
-        if len(pieces) <= 2:
-            for piece in pieces:
-                self._read_piece(*piece)
+        step = max(1, _PIECE_BYTES // max(1, self.row_bytes))
+        jobs = []
+        for file_no, off, lo, hi in pieces:  # cut big pieces so that threads share the work
+            for a in range(lo, hi, step):
+                b = min(a + step, hi)
+                jobs.append((file_no, off + (a - lo) * self.row_bytes, out[a - start : b - start]))
+        if len(jobs) <= 1:
+            for job in jobs:
+                self._read_job(*job)
         else:
-            list(io_pool().map(lambda p: self._read_piece(*p), pieces))
+            list(io_pool().map(lambda j: self._read_job(*j), jobs))
+
+    def _read_job(self, file_no: int | None, offset: int, out: np.ndarray) -> None:
+        if file_no is None:
+            out[...] = 0
+            return
+        direct = out.dtype == self.dtype and out.flags.c_contiguous
+        buf = out if direct else np.empty(out.shape, self.dtype)
+        _pread_into(self._fd(file_no), memoryview(buf).cast("B"), offset, self.path)
+        if not direct:
+            out[...] = buf  # the dtype conversion runs here, in the worker thread
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 class _ZarrEmbeddings(EmbeddingsReader):
@@ -186,73 +319,107 @@ class _AsObject:
         return np.asarray(self.array[sel]).astype(object)
 
 
+class _ZarrSegmentWriter(SegmentWriter):
+    """The embeddings shard is one file, filled by positional writes as chunks arrive; ``finish`` appends the
+    tail chunk and the shard index and writes the metadata documents."""
+
+    parallel_chunks = True
+
+    def __init__(self, path: Path, dim: int, dtype: np.dtype, chunk_rows: int, compression: str | None) -> None:
+        super().__init__(path, dim, np.dtype(dtype).newbyteorder("<"), chunk_rows)
+        self.compression = compression
+        self.chunk_bytes = chunk_rows * dim * self.dtype.itemsize
+        self._blocks: dict[int, np.ndarray] = {}  # compressed path: chunks kept until finish
+        self.path.mkdir()
+        self.emb_path = self.path / _EMB
+        self.emb_path.mkdir()
+        self.shard_file = self.emb_path / f"c{_SEP}0{_SEP}0"
+        self._fd: int | None = None
+        if compression is None:
+            self._fd = os.open(self.shard_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def write_chunk(self, index: int, block: np.ndarray) -> None:
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        if self._fd is None:
+            self._blocks[index] = data.copy()
+        else:
+            _pwrite_all(self._fd, memoryview(data).cast("B"), index * self.chunk_bytes)
+
+    def finish(self, n_rows, tail, columns, attrs, *, durable):  # type: ignore[override]
+        n = int(n_rows)
+        n_full = (n - len(tail)) // self.chunk_rows
+        tail = np.ascontiguousarray(tail, dtype=self.dtype)
+        try:
+            if self.compression is not None:
+                self._finish_compressed(n, self.chunk_rows if n_full else max(1, n), n_full, tail)
+            else:
+                self._finish_shard(n, n_full, tail)
+        finally:
+            self.close()
+        for group in _GROUPS:
+            (self.path / group).mkdir(exist_ok=True)
+            _write_json(self.path / group / "zarr.json", _group_meta())
+        for name, values in columns.items():
+            _write_column(self.path / name, np.asarray(values))
+        _write_json(self.path / "zarr.json", _group_meta({SEGMENT_ATTR: dict(attrs)}))
+        if durable:
+            fsync_tree(self.path)
+
+    def _finish_shard(self, n: int, n_full: int, tail: np.ndarray) -> None:
+        assert self._fd is not None
+        dim = self.dim
+        if n == 0:
+            os.close(self._fd)
+            self._fd = None
+            os.unlink(self.shard_file)
+            _write_json(self.emb_path / "zarr.json", _array_meta((0, dim), (1, dim), self.dtype))
+            return
+        inner = self.chunk_rows if n_full else n  # a small segment is one exact chunk: no padding
+        chunk_bytes = inner * dim * self.dtype.itemsize
+        n_inner = n_full + (1 if len(tail) and n_full else 0) or 1
+        if len(tail):
+            pad = chunk_bytes - len(tail) * dim * self.dtype.itemsize  # inner chunks are stored full size
+            _pwrite_all(self._fd, memoryview(tail).cast("B"), n_full * chunk_bytes)
+            if pad:
+                _pwrite_all(self._fd, bytes(pad), n_full * chunk_bytes + len(tail) * dim * self.dtype.itemsize)
+        offsets = np.arange(n_inner, dtype="<u8") * np.uint64(chunk_bytes)
+        index = np.stack([offsets, np.full(n_inner, chunk_bytes, dtype="<u8")], axis=1).astype("<u8").tobytes()
+        crc = _crc32c(index)
+        _pwrite_all(self._fd, index + struct.pack("<I", crc or 0), n_inner * chunk_bytes)
+        meta = _array_meta((n, dim), (n_inner * inner, dim), self.dtype, inner=(inner, dim))
+        if crc is None:  # pragma: no cover - zarr always brings google-crc32c
+            meta["codecs"][0]["configuration"]["index_codecs"] = [dict(_LE_BYTES)]
+        _write_json(self.emb_path / "zarr.json", meta)
+
+    def _finish_compressed(self, n: int, cr: int, n_full: int, tail: np.ndarray) -> None:
+        import zarr
+        from zarr.codecs import ZstdCodec
+
+        self.emb_path.rmdir()
+        z = zarr.create_array(
+            str(self.emb_path), shape=(n, self.dim), chunks=(cr, self.dim), dtype=self.dtype,
+            compressors=[ZstdCodec(level=1)], filters=None, fill_value=0,
+            chunk_key_encoding={"name": "default", "separator": _SEP}, config={"write_empty_chunks": True},
+        )
+        parts = [self._blocks[i] for i in range(n_full)] + ([tail] if len(tail) else [])
+        if n:
+            z[:] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._blocks.clear()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 @BACKENDS.register("zarr", suffix=".zarr")
 class ZarrBackend(SegmentBackend):
     name = "zarr"
     suffix = ".zarr"
     compressions = ("zstd",)
 
-    def write_segment(self, path, embeddings, columns, attrs, *, chunk_rows, durable):  # type: ignore[override]
-        path = Path(path)
-        n, dim = embeddings.shape
-        path.mkdir()
-        for group in _GROUPS:
-            (path / group).mkdir()
-            _write_json(path / group / "zarr.json", _group_meta())
-        self._write_embeddings(path / _EMB, embeddings, max(1, min(chunk_rows, n)))
-        for name, values in columns.items():
-            self._write_column(path / name, np.asarray(values))
-        _write_json(path / "zarr.json", _group_meta({SEGMENT_ATTR: resolve_attrs(attrs)}))
-        if durable:
-            fsync_tree(path)
-
-    def _write_embeddings(self, apath: Path, emb: np.ndarray, cr: int) -> None:
-        n, dim = emb.shape
-        dtype = emb.dtype.newbyteorder("<")
-        if self.compression is not None:
-            import zarr
-            from zarr.codecs import ZstdCodec
-
-            z = zarr.create_array(
-                str(apath), shape=(n, dim), chunks=(cr, dim), dtype=dtype, compressors=[ZstdCodec(level=1)],
-                filters=None, fill_value=0, chunk_key_encoding={"name": "default", "separator": _SEP},
-                config={"write_empty_chunks": True},
-            )
-            if n:
-                z[:] = emb
-            return
-        apath.mkdir()
-        meta = _array_meta((n, dim), (cr, dim), dtype)
-        _write_json(apath / "zarr.json", meta)
-        data = np.ascontiguousarray(emb, dtype=dtype)
-        row_bytes = dim * dtype.itemsize
-        mv = memoryview(data).cast("B") if data.size else memoryview(b"")
-
-        def write_chunk(c: int) -> None:
-            lo, hi = c * cr, min((c + 1) * cr, n)
-            pad = (cr - (hi - lo)) * row_bytes  # v3 stores edge chunks at full chunk shape
-            _write_bytes(apath / _chunk_key(meta, (c, 0)), mv[lo * row_bytes : hi * row_bytes], bytes(pad))
-
-        n_chunks = -(-n // cr)
-        if n_chunks <= 2:
-            for c in range(n_chunks):
-                write_chunk(c)
-        else:
-            list(io_pool().map(write_chunk, range(n_chunks)))
-
-    def _write_column(self, apath: Path, values: np.ndarray) -> None:
-        apath.mkdir()
-        n = len(values)
-        chunks = (max(1, n),)
-        if values.dtype.kind in "OUT":
-            _write_json(apath / "zarr.json", _array_meta((n,), chunks, "string"))
-            if n:
-                _write_bytes(apath / "c.0", _encode_vlen_utf8(values))
-            return
-        data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-        _write_json(apath / "zarr.json", _array_meta((n,), chunks, data.dtype))
-        if n:
-            _write_bytes(apath / "c.0", memoryview(data).cast("B"))
+    def open_segment(self, path, dim, dtype, chunk_rows):  # type: ignore[override]
+        return _ZarrSegmentWriter(Path(path), dim, dtype, chunk_rows, self.compression)
 
     def read_attrs(self, path):  # type: ignore[override]
         with open(Path(path) / "zarr.json", "rb") as fh:
@@ -269,7 +436,7 @@ class ZarrBackend(SegmentBackend):
                     meta = json.loads(fh.read())
             except FileNotFoundError as exc:
                 raise CorruptSegmentError(f"{apath}: array is missing") from exc
-            if _is_plain_bytes(meta) and len(meta["shape"]) == 1:
+            if _raw_layout(meta) == "plain" and len(meta["shape"]) == 1:
                 out[name] = self._read_raw_1d(apath, meta)
             else:
                 import zarr
@@ -288,10 +455,13 @@ class ZarrBackend(SegmentBackend):
             lo, hi = c * cn, min((c + 1) * cn, n)
             fname = apath / _chunk_key(meta, (c,))
             try:
-                with open(fname, "rb", buffering=0) as fh:
-                    _read_exact(fh, memoryview(out[lo:hi]).cast("B"), fname)
+                fd = os.open(fname, os.O_RDONLY)
             except FileNotFoundError as exc:
                 raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
+            try:
+                _pread_into(fd, memoryview(out[lo:hi]).cast("B"), 0, fname)
+            finally:
+                os.close(fd)
         return out.astype(dtype.newbyteorder("="), copy=False)
 
     def embeddings_reader(self, path):  # type: ignore[override]
@@ -301,8 +471,9 @@ class ZarrBackend(SegmentBackend):
                 meta = json.loads(fh.read())
         except FileNotFoundError as exc:
             raise CorruptSegmentError(f"{apath}: embeddings array is missing") from exc
-        if _is_plain_bytes(meta) and len(meta["shape"]) == 2:
-            return _RawEmbeddings(apath, meta)
+        layout = _raw_layout(meta)
+        if layout is not None and len(meta["shape"]) == 2:
+            return _RawEmbeddings(apath, meta, layout)
         return _ZarrEmbeddings(apath)
 
     def to_dask(self, path, name):  # type: ignore[override]

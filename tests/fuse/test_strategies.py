@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fuse.classifiers import Preprocessor
-from fuse.config import FuseConfig, LateConfig, TrainConfig, TransformerConfig
+from fuse.config import FuseConfig, LateConfig, LogRegConfig, TrainConfig, TransformerConfig
 from fuse.data import ModalityData
 from fuse.run import run_fuse
 
@@ -90,3 +90,24 @@ def test_preprocessing_is_fitted_on_training_rows_only() -> None:
     np.testing.assert_allclose(prep.mean_, train.mean(axis=0))
     assert prep.transform(test).shape == (4, 2)  # test rows change nothing
     np.testing.assert_allclose(prep.mean_, train.mean(axis=0))
+
+
+def test_face_only_dfew_folds_with_emotion_classes(planted: tuple[ModalityData, ModalityData]) -> None:
+    """A DFEW-like face store: class ids, the official fold column, per-frame rows or per-clip means."""
+    _, face = planted
+    rows = face.rows.copy()
+    item_no = rows["item"].factorize()[0]
+    rows["fold"] = item_no % 5 + 1
+    rows["label_emotion"] = np.where(rows["label_valence"] >= 5, 0.0, 3.0)  # happy / angry
+    clips = ModalityData("face", "dfew", face.embeddings, rows.drop(columns=["label_valence", "label_arousal"]))
+    frames = run_fuse(FuseConfig(strategy="face", target="emotion", protocol="dfew", window_s=0, save_final=False,
+                                 logreg=LogRegConfig(class_weight="balanced")), [clips], write=False)
+    assert frames.metrics["classes"] == ["happy", "angry"] and frames.metrics["n_folds"] == 5
+    assert frames.metrics["rows"]["dropped_missing_face"] == int((~clips.valid()).sum())
+    per_clip = run_fuse(FuseConfig(strategy="face", target="emotion", protocol="dfew", granularity="trial",
+                                   save_final=False), [clips], write=False)
+    assert len(per_clip.predictions) == 48
+    assert frames.metrics["fold_mean"]["uar"] > frames.metrics["baseline"]["fold_mean"]["uar"] + 0.05
+    # a clip's score = the mean of its frames' probabilities; per-clip features do as well
+    assert frames.metrics["per_item"]["model"]["uar"] > frames.metrics["per_item"]["baseline"]["uar"] + 0.2
+    assert per_clip.metrics["fold_mean"]["uar"] > per_clip.metrics["baseline"]["fold_mean"]["uar"] + 0.2

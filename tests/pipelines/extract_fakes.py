@@ -89,6 +89,27 @@ class FakeExtractor(FeatureExtractor):
                         meta={"pid": 0})
 
 
+def store_table(path: Path | str) -> dict[str, np.ndarray]:
+    """All committed rows of a store, sorted by (item, row), as plain arrays."""
+    from store import open_store
+
+    data = open_store(path).read(dtype=None)  # read() orders rows by (item, row) whatever the writers were
+    out = {name: data.rows[name].to_numpy() for name in data.rows.columns}
+    out["embeddings"] = data.embeddings
+    return out
+
+
+def assert_same_store(a: Path | str, b: Path | str) -> None:
+    ta, tb = store_table(a), store_table(b)
+    assert sorted(ta) == sorted(tb)
+    for name in ta:
+        assert ta[name].shape == tb[name].shape, name
+        if ta[name].dtype.kind == "f":
+            np.testing.assert_array_equal(ta[name], tb[name], err_msg=name)  # NaN == NaN here
+        else:
+            assert (ta[name] == tb[name]).all(), name
+
+
 if "fakeds" not in DATASETS:
     DATASETS.add("fakeds", FakeReader)
     EXTRACTORS.add("fakeds-vec", lambda **kw: FakeExtractor("vec", **kw), kind="vec")

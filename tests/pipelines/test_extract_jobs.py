@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from extract_fakes import ROWS_PER_ITEM, write_fakeds
+from extract_fakes import ROWS_PER_ITEM, assert_same_store, store_table, write_fakeds
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -34,27 +33,6 @@ def cfg_for(root: Path, out: Path, **kw: object) -> ExtractConfig:
                                    progress=False)
     base.update(kw)
     return ExtractConfig(**base)  # type: ignore[arg-type]
-
-
-def store_table(path: Path | str) -> dict[str, np.ndarray]:
-    """All committed rows of a store, sorted by (item, row), as plain arrays."""
-    from store import open_store
-
-    data = open_store(path).read(dtype=None)  # read() orders rows by (item, row) whatever the writers were
-    out = {name: data.rows[name].to_numpy() for name in data.rows.columns}
-    out["embeddings"] = data.embeddings
-    return out
-
-
-def assert_same_store(a: Path | str, b: Path | str) -> None:
-    ta, tb = store_table(a), store_table(b)
-    assert sorted(ta) == sorted(tb)
-    for name in ta:
-        assert ta[name].shape == tb[name].shape, name
-        if ta[name].dtype.kind == "f":
-            np.testing.assert_array_equal(ta[name], tb[name], err_msg=name)  # NaN == NaN here
-        else:
-            assert (ta[name] == tb[name]).all(), name
 
 
 @pytest.fixture()
