@@ -10,7 +10,7 @@ other modality (kind ``face``; on SEED-V the eye-movement store, kind ``eye``, p
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,8 @@ class ModalityData:
     def valid(self) -> np.ndarray:
         """Rows usable as features: finite embeddings, and a found face where the store says so."""
         ok = np.isfinite(self.embeddings).all(axis=1)
-        for flag in ("q_face_found",):
-            if flag in self.rows:
-                ok &= self.rows[flag].to_numpy(dtype=bool)
+        if "q_face_found" in self.rows:
+            ok &= self.rows["q_face_found"].to_numpy(dtype=bool)
         if "q_input_nan" in self.rows:
             ok &= ~self.rows["q_input_nan"].to_numpy(dtype=bool)
         return ok
@@ -405,8 +404,3 @@ def roles_for(strategy: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         "transformer": (("eeg", "face"), ("eeg", "face")),
     }[strategy]
 
-
-def table_summary(table: AlignedTable) -> Mapping[str, Any]:
-    return {"rows": len(table), "items": int(table.rows["item"].nunique()),
-            "subjects": int(table.rows["subject"].nunique()),
-            **{f"rows_with_{r}": int(table.available(r).sum()) for r in table.roles}}

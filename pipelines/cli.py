@@ -71,6 +71,11 @@ from pipelines.commands.demo_data import demo_data  # noqa: E402
 app.command("demo-data")(demo_data)
 
 
+from pipelines.commands.stores import stores_app  # noqa: E402
+
+app.add_typer(stores_app, name="stores")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` lets tests drive the whole CLI in-process."""
     app(args=argv, prog_name="pipeline")

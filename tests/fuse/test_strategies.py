@@ -44,6 +44,12 @@ def test_same_seed_same_metrics(small: tuple[ModalityData, ModalityData]) -> Non
     np.testing.assert_array_equal(a.predictions.filter(like="p_").to_numpy(), b.predictions.filter(like="p_").to_numpy())
 
 
+def test_parallel_folds_give_the_sequential_results(planted: tuple[ModalityData, ModalityData]) -> None:
+    runs = [run_fuse(FuseConfig(strategy="late", jobs=jobs, save_final=False), planted, write=False) for jobs in (1, 3)]
+    np.testing.assert_array_equal(runs[0].predictions.filter(like="p_").to_numpy(),
+                                  runs[1].predictions.filter(like="p_").to_numpy())
+
+
 @pytest.mark.parametrize("combine", ["tuned", "stack"])
 def test_late_tuned_and_stacked(planted: tuple[ModalityData, ModalityData], combine: str) -> None:
     result = run_fuse(FuseConfig(strategy="late", late=LateConfig(combine=combine), save_final=False), planted,

@@ -1,0 +1,190 @@
+"""`pipeline predict`: a face-only model from a fuse run applied to any video -> per-window probabilities + plots.
+
+The video goes through the same face extractor (detector, backbone, fps, crop) the model's training store was made
+with — read from the model's saved inputs — and its frames are pooled into windows exactly as the fuse run pooled
+them. Nothing here trains; the model is loaded from safetensors + JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from extract.datasets.base import DatasetReader, Item
+
+log = logging.getLogger(__name__)
+
+# Face-extractor options a store manifest records that are not constructor arguments of the extractor.
+_NOT_EXTRACTOR_OPTIONS = {"template", "extractor", "version", "dim"}
+
+
+class PredictError(ValueError):
+    """The model or the video cannot be used for prediction; the message says why."""
+
+
+class SingleVideoReader(DatasetReader):
+    """A one-item 'dataset': the video being scored."""
+
+    name = "video"
+    modalities = ("face",)
+
+    def __init__(self, video: str | Path) -> None:
+        video = Path(video)
+        if not video.is_file():
+            raise PredictError(f"{video}: video file not found")
+        super().__init__(video.parent)
+        self.video = video
+
+    def items(self) -> list[Item]:
+        return [Item(key=f"video/{self.video.stem}", dataset="video", subject="", session=1, trial=self.video.stem,
+                     sources={"video": str(self.video)})]
+
+    def input_files(self) -> list[Path]:
+        return [self.video]
+
+
+@dataclass
+class Prediction:
+    """Per-window class probabilities of one video."""
+
+    table: pd.DataFrame  # t_start_s, t_end_s, n_faces, p_<class>..., predicted
+    classes: list[str]
+    model_info: dict[str, Any]
+
+
+def face_options(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Extractor keyword options rebuilt from the face store's manifest config recorded in the model."""
+    config = dict(inputs.get("config", {}))
+    options = {k: v for k, v in config.items() if k not in _NOT_EXTRACTOR_OPTIONS and v is not None}
+    options["on_corrupt"] = "keep"  # score what could be decoded of a damaged video
+    return options
+
+
+def predict_video(video: str | Path, model_path: str | Path, *, device: str = "cpu",
+                  backbone: str | None = None) -> Prediction:
+    """Score ``video`` with the face-only model saved in ``model_path`` (a results directory)."""
+    from extract.base import EXTRACTORS
+    from fuse.data import ModalityData, align, to_trials
+    from fuse.models import load_model
+
+    model = load_model(model_path)
+    info = model.info
+    if list(model.roles) != ["face"]:
+        raise PredictError(f"{model_path}: the model reads {model.roles}; predict needs a face-only model "
+                           "(a run made with `pipeline fuse --strategy face`)")
+    inputs = info["inputs"]["face"]
+    options = face_options(inputs)
+    if backbone:
+        options["backbone"] = backbone
+    reader = SingleVideoReader(video)
+    (item,) = reader.items()
+    extractor = EXTRACTORS.create("face", device=device, **options)
+    try:
+        rows = extractor.extract(reader, item)
+    finally:
+        extractor.close()
+    if rows.embeddings.shape[1] != inputs["dim"]:
+        raise PredictError(f"{video}: embeddings have {rows.embeddings.shape[1]} dims, the model expects "
+                           f"{inputs['dim']} (backbone {options.get('backbone')})")
+    frame = pd.DataFrame({
+        "item": item.key, "subject": item.subject, "session": item.session, "trial": item.trial,
+        "row": np.arange(rows.n_rows), "t_start_s": rows.t_start_s, "t_end_s": rows.t_end_s, "fold": -1,
+        **{f"q_{k}": v for k, v in rows.quality.items()},
+    })
+    data = ModalityData(kind="face", dataset="video", embeddings=rows.embeddings, rows=frame, path=str(video))
+    table = align([data], window_s=float(info.get("window_s", 1.0)))
+    if info.get("granularity") == "trial":
+        table = to_trials(table)
+    features = table.features["face"]
+    ok = np.isfinite(features).all(axis=1)
+    probs = np.full((len(table), len(model.classes)), np.nan, dtype=np.float64)
+    if ok.any():
+        probs[ok] = model.predict_proba(features[ok])
+    out = table.rows[["t_start_s", "t_end_s"]].reset_index(drop=True).copy()
+    out["n_faces"] = table.rows["n_face"].to_numpy() if "n_face" in table.rows else ok.astype(int)
+    for j, name in enumerate(model.classes):
+        out[f"p_{name}"] = probs[:, j]
+    predicted = np.full(len(out), "", dtype=object)
+    predicted[ok] = np.asarray(model.classes, dtype=object)[probs[ok].argmax(axis=1)]
+    out["predicted"] = predicted
+    return Prediction(table=out, classes=list(model.classes), model_info=info)
+
+
+def smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average along axis 0 that ignores NaN rows (windows without a face)."""
+    if width <= 1:
+        return values
+    kernel = np.ones(width)
+    finite = np.isfinite(values)
+    sums = np.stack([np.convolve(np.where(finite[:, j], values[:, j], 0.0), kernel, mode="same")
+                     for j in range(values.shape[1])], axis=1)
+    counts = np.stack([np.convolve(finite[:, j].astype(float), kernel, mode="same")
+                       for j in range(values.shape[1])], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
+def write_prediction(pred: Prediction, out_dir: str | Path, *, title: str = "", smooth_windows: int = 3) -> list[Path]:
+    """predictions.csv plus timeline.png (smoothed), distribution.png and heatmap.png in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = out_dir / "predictions.csv"
+    pred.table.to_csv(csv, index=False)
+    t = (pred.table["t_start_s"].to_numpy() + pred.table["t_end_s"].to_numpy()) / 2
+    probs = pred.table[[f"p_{c}" for c in pred.classes]].to_numpy(dtype=np.float64)
+    target = pred.model_info.get("target", {})
+    label = target.get("name", "class") if isinstance(target, Mapping) else str(target)
+    paths = [csv]
+
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    smoothed = smooth(probs, smooth_windows)
+    for j, name in enumerate(pred.classes):
+        ax.plot(t, smoothed[:, j], label=name, lw=2)
+        ax.scatter(t, probs[:, j], s=8, alpha=0.35)
+    ax.set(xlabel="time (s)", ylabel="probability", ylim=(-0.02, 1.02),
+           title=f"{title or 'prediction'}: {label} over time (moving average of {smooth_windows} windows)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(out_dir / "timeline.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    counts = pred.table["predicted"].value_counts()
+    share = [int(counts.get(c, 0)) for c in pred.classes]
+    mean_p = np.nanmean(probs, axis=0) if np.isfinite(probs).any() else np.zeros(len(pred.classes))
+    x = np.arange(len(pred.classes))
+    ax.bar(x - 0.2, np.asarray(share) / max(1, sum(share)), width=0.4, label="share of windows predicted")
+    ax.bar(x + 0.2, mean_p, width=0.4, label="mean probability")
+    ax.set_xticks(x, pred.classes)
+    ax.set(ylim=(0, 1), ylabel="fraction", title=f"{label}: class distribution")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "distribution.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(pred.classes)))
+    edges = np.append(pred.table["t_start_s"].to_numpy(), pred.table["t_end_s"].to_numpy()[-1:]) if len(t) else [0, 1]
+    mesh = ax.pcolormesh(edges, np.arange(len(pred.classes) + 1), np.ma.masked_invalid(probs.T),
+                         vmin=0, vmax=1, cmap="viridis")
+    ax.set_yticks(np.arange(len(pred.classes)) + 0.5, pred.classes)
+    ax.set(xlabel="time (s)", title=f"{label}: probability per window (blank = no face)")
+    fig.colorbar(mesh, ax=ax, label="probability")
+    fig.tight_layout()
+    paths.append(out_dir / "heatmap.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
