@@ -51,12 +51,20 @@ FACE_PIPELINE_VERSION = "1"
 
 @dataclass(frozen=True)
 class FaceConfig:
-    """Everything that changes the face rows, except ``detector_batch``, ``prefetch_batches`` and
-    ``warp_backend``, which change only speed (and interpolation rounding for the backend)."""
+    """Everything that changes the face rows, except ``detector_batch``, ``detector_batch_cpu``,
+    ``prefetch_batches`` and ``warp_backend``, which change only speed (and interpolation rounding for the
+    backend).
+
+    ``detector_batch_cpu`` caps the batch when the detector runs on the CPU (None: no cap): there, batches of
+    big frames allocate tensors above glibc's 32 MiB mmap threshold, which are page-faulted afresh on every
+    call; measured on 720x576 frames, RetinaFace-mnet spends 45 ms CPU/frame at batch 1 and 4 but 107 ms at
+    16 (see .notes/README-face.md). On a GPU, bigger batches are what makes it fast.
+    """
 
     fps: float = 5.0  # frames per second taken from a video (0: every frame)
     detector: str = "mtcnn"
     detector_batch: int = 16
+    detector_batch_cpu: int | None = 4
     detector_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"weights": "...", "max_side": 640}
     crop_size: int = 224
     margin: float = 0.0
@@ -71,6 +79,8 @@ class FaceConfig:
     def __post_init__(self) -> None:
         if self.fps < 0 or self.detector_batch < 1 or self.crop_size < 1 or self.prefetch_batches < 1:
             raise ValueError(f"invalid FaceConfig: {self}")
+        if self.detector_batch_cpu is not None and self.detector_batch_cpu < 1:
+            raise ValueError(f"invalid FaceConfig: detector_batch_cpu must be >= 1 or None, got {self}")
 
     @property
     def align(self) -> AlignConfig:
@@ -260,6 +270,14 @@ class FacePipeline:
         return cls(config.detector, config, device=device)
 
     @property
+    def detector_batch(self) -> int:
+        """Frames per forward call: ``config.detector_batch``, capped by ``detector_batch_cpu`` on the CPU."""
+        cfg = self.config
+        if self.detector.device.type == "cpu" and cfg.detector_batch_cpu is not None:
+            return min(cfg.detector_batch, cfg.detector_batch_cpu)
+        return cfg.detector_batch
+
+    @property
     def spec(self) -> dict[str, Any]:
         """Manifest facts: the feature-changing config, the detector's spec and the alignment template."""
         cfg = self.config
@@ -296,7 +314,7 @@ class FacePipeline:
         """The core loop: frames (pulled in a background thread unless ``background=False``) -> FaceBatches.
         An exception from ``frames`` is re-raised after the batches of the frames before it."""
         cfg = self.config
-        size = cfg.detector_batch
+        size = self.detector_batch
         source: Iterable[Any] = (
             prefetch(frames, size * cfg.prefetch_batches, self.stats) if background else frames
         )
