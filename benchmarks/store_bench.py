@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store import create_store, open_store  # noqa: E402
+from store.checksums import chunk_checksums  # noqa: E402
 from store.schema import ItemRows, Manifest  # noqa: E402
 
 
@@ -44,6 +45,17 @@ def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chunked_write(path: Path, arr: np.ndarray, rows: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(arr).cast("B")
+        step = rows * arr.shape[1] * arr.itemsize
+        for off in range(0, len(view), step):
+            os.pwrite(fd, view[off : off + step], off)
     finally:
         os.close(fd)
 
@@ -76,12 +88,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         for rep in range(args.repeats):
             npy = base / f"a{rep}.npy"
-            _best(times, "np.save", lambda: np.save(npy, arr))
-            _best(times, "np.load", lambda: np.load(npy))
-            _best(times, "np.load+astype(f32)", lambda: np.load(npy).astype(np.float32))
+            _best(times, "np.save", lambda npy=npy: np.save(npy, arr))
+            _best(times, "np.load", lambda npy=npy: np.load(npy))
+            _best(times, "np.load+astype(f32)", lambda npy=npy: np.load(npy).astype(np.float32))
             npy.unlink()
-            _best(times, "np.save+fsync", lambda: (np.save(npy, arr), _fsync(npy)))
+            _best(times, "np.save+fsync", lambda npy=npy: (np.save(npy, arr), _fsync(npy)))
             npy.unlink()
+            # where the store's write time goes: the same bytes as chunk-sized positional writes, and checksums
+            _best(times, "  chunked pwrite", lambda: _chunked_write(base / "raw.bin", arr, 1024))
+            (base / "raw.bin").unlink()
+            _best(times, "  checksums", lambda: chunk_checksums(arr, 1024))
             for backend in backends:
                 for durable in (False, True):
                     path = base / f"{backend}-{rep}-{int(durable)}.store"
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ref = {"write": "np.save", "write durable": "np.save+fsync", "read f16": "np.load",
            "read f32": "np.load+astype(f32)"}
     ratios: dict[str, float] = {}
-    for name in ("np.save", "np.save+fsync", "np.load", "np.load+astype(f32)"):
+    for name in ("np.save", "np.save+fsync", "np.load", "np.load+astype(f32)", "  chunked pwrite", "  checksums"):
         print(f"{name:<24}{best[name]:>9.3f}{mib / best[name]:>9.0f}")
     for backend in backends:
         for what, against in ref.items():

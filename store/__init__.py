@@ -1,13 +1,13 @@
 """Embedding stores: every byte written between the extract and fuse stages (no torch here).
 
     writer = create_store(path, manifest, backend="zarr")      # or resume; FingerprintMismatch if different
-    if writer.claim(key): writer.write_item(item_rows)          # buffered; committed whole on flush/close
+    if writer.claim(key): writer.write_item(item_rows)          # committed whole with its segment (flush/close)
     store = open_store(path); data = store.read()               # StoreData(embeddings, rows) by (item, row)
 
 Layout, commit/crash/concurrency rules and the CLI (``pipeline stores``): ``.notes/README-stores.md``.
 """
 
-from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, create_backend
+from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter, create_backend
 from store.core import (
     Store,
     StoreData,
@@ -37,6 +37,7 @@ __all__ = [
     "ItemNotFound",
     "NotAStoreError",
     "SegmentBackend",
+    "SegmentWriter",
     "Store",
     "StoreData",
     "StoreError",

@@ -1,10 +1,10 @@
 """Stores: ``create_store`` (write, resume), ``open_store`` (read), ``list_stores``.
 
-A store is a directory of immutable *segments* (see ``store.layout``). A ``StoreWriter`` buffers whole items in
-memory and flushes them into a new segment written under a temporary name and then renamed into place: the
-rename is the commit, so an item is done iff it is in a published segment, and a process killed at any moment
-leaves only complete segments (plus ``.tmp~`` leftovers that readers ignore and ``gc`` removes). Each writer
-writes its own segments, so several processes (or machines on a shared filesystem) can write one store at once.
+A store is a directory of immutable *segments* (see ``store.layout``). A ``StoreWriter`` streams whole items into
+an open segment written under a temporary name and commits it by renaming it into place: the rename is the
+commit, so an item is done iff it is in a published segment, and a process killed at any moment leaves only
+complete segments (plus ``.tmp~`` leftovers that readers ignore and ``gc`` removes). Each writer writes its own
+segments, so several processes (or machines on a shared filesystem) can write one store at once.
 
 Reads are ordered by (item key, row), whatever the segments and writers were, so a 2-writer run reads back
 identical to a 1-writer run.
@@ -121,6 +121,10 @@ class StoreData:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __getitem__(self, name: str) -> Any:
+        """``data["embeddings"]`` or a row-table column, e.g. ``data["item"]``."""
+        return self.embeddings if name == "embeddings" else self.rows[name]
 
     @property
     def label_names(self) -> list[str]:
@@ -478,11 +482,16 @@ class Store:
         label_names, quality_kinds = self._column_kinds(sorted({loc.segment for _, loc in runs}))
         names = _frame_columns(label_names, quality_kinds)
         readers: dict[str, EmbeddingsReader] = {}
+        filled: dict[str, dict[str, np.ndarray]] = {}
         try:
             for key, loc in runs:
-                table = self._table(loc.segment)
+                if loc.segment not in filled:
+                    if len(filled) >= 16:
+                        filled.pop(next(iter(filled)))
+                    table = self._table(loc.segment)
+                    filled[loc.segment] = {c: _column_or_fill(table, c, quality_kinds) for c in names}
                 sl = slice(loc.start, loc.start + loc.n_rows)
-                data = {c: _column_or_fill(table, c, quality_kinds)[sl] for c in names}
+                data = {c: v[sl] for c, v in filled[loc.segment].items()}
                 reader = readers.get(loc.segment)
                 if reader is None:
                     if len(readers) >= 16:
@@ -1144,7 +1153,7 @@ def create_store(
     """Create the store at ``path`` (or open it for appending when it exists with the same fingerprint).
 
     A store that exists with a different fingerprint raises ``FingerprintMismatch`` naming the differing fields.
-    ``chunk_rows``: rows per chunk (default: 1-2 MiB chunks). ``segment_rows``: rows buffered per commit
+    ``chunk_rows``: rows per chunk (default: 1-2 MiB chunks). ``segment_rows``: rows per commit
     (default: ~64 MiB). ``durable``: fsync every segment before publishing it (protects against power loss
     too, not just process kills). ``compression``: None (default), ``"zstd"`` (zarr), ``"gzip"``/``"lzf"`` (hdf5).
     """
@@ -1153,7 +1162,11 @@ def create_store(
         manifest = Manifest.from_dict(manifest)
     if int(manifest.dim) < 1:
         raise StoreError(f"manifest.dim must be >= 1, got {manifest.dim}")
-    if np.dtype(manifest.dtype).kind != "f":
+    try:
+        kind = np.dtype(manifest.dtype).kind
+    except TypeError:
+        kind = ""
+    if kind != "f":
         raise StoreError(f"manifest.dtype must be a float type (float16 or float32), got {manifest.dtype!r}")
     if not manifest.created_at:
         manifest = dataclasses.replace(manifest, created_at=now_iso())

@@ -5,6 +5,7 @@ On-disk layout of a store directory (see ``.notes/README-stores.md`` for the ful
     store.json            format marker: {"format": "mmer-store", "format_version": 1, "backend": "zarr", ...}
     manifest.json         Manifest.to_dict() including "fingerprint"; written once
     segments/             immutable committed segments <writer_id>-<seq:06d>.zarr | .h5; ".tmp~*" = uncommitted
+                          (a segment being written, or a dead writer's leftover: readers ignore it)
     status/failed/        <escaped key>.json failure records
     claims/               <escaped key>.claim work claims of live writers
 """

@@ -57,7 +57,7 @@ class ExtractConfig:
     # "local:N" (dask LocalCluster of N processes), "local-threads:N" (N worker threads in this process) or
     # "tcp://HOST:PORT" (an existing dask cluster)
     scheduler: str | None = None
-    detect_batch: int = 32  # frames per detector call
+    detect_batch: int = 16  # frames per detector call
     embed_batch: int = 64  # crops per backbone call (independent of the detector batch)
     commit_interval_s: float = 30.0  # each writer commits its buffered items at least this often (and at the end)
     retry_failed: bool = False  # redo items recorded as failed (otherwise they are skipped and reported)

@@ -28,7 +28,9 @@ class ExtractWorkerPlugin(WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, gpus: tuple[int, ...], plugins: tuple[str, ...], n_workers: int, set_threads: bool) -> None:
+    def __init__(self, gpus: tuple[int, ...], plugins: tuple[str, ...], n_workers: int, set_threads: bool,
+                 tasks: list[StoreTask] | None = None) -> None:
+        self.tasks = list(tasks or [])
         self.gpus = tuple(gpus)
         self.plugins = tuple(plugins)
         self.n_workers = n_workers
@@ -47,6 +49,7 @@ class ExtractWorkerPlugin(WorkerPlugin):
         self.lock = threading.Lock()
         index = worker.name if isinstance(worker.name, int) else 0
         self.ctx = WorkerContext(gpu=self.gpus[index % len(self.gpus)], name=f"dask{worker.name}")
+        self.ctx.prepare(self.tasks)  # models load once, when the worker joins
 
     def teardown(self, worker: Any) -> None:
         if self.ctx is not None:
@@ -80,7 +83,8 @@ def parse_local_scheduler(scheduler: str) -> tuple[int, bool]:
 
 
 def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugins: tuple[str, ...],
-             on_outcome: OnOutcome, on_commit: OnCommit, max_in_flight: int | None = None) -> bool:
+             on_outcome: OnOutcome, on_commit: OnCommit, tasks: list[StoreTask] | None = None,
+             max_in_flight: int | None = None) -> bool:
     """``local:N`` starts a LocalCluster of N single-threaded worker processes (``local-threads:N``: threads in
     this process); anything else is the address of a running scheduler, whose workers must see the dataset root
     and the output directory at the same paths (shared storage)."""
@@ -98,7 +102,8 @@ def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugin
         processes = True
     try:
         n_workers = max(1, len(client.nthreads()))
-        plugin = ExtractWorkerPlugin(gpus, plugins, n_workers, set_threads=processes and cluster is not None)
+        plugin = ExtractWorkerPlugin(gpus, plugins, n_workers, set_threads=processes and cluster is not None,
+                                     tasks=tasks)
         client.register_plugin(plugin, name=PLUGIN_NAME)
         try:
             it = iter(work)

@@ -117,7 +117,8 @@ def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool =
             if not keep_extractors:
                 extractor.close()
         manifest = build_manifest(kind, cfg, parts, input_fingerprint(reader, items, kind), cfg.root)
-        plan.stores.append(plan_store(kind, cfg, manifest, recipe, selected))
+        videos = any(it.has("video") for it in items)
+        plan.stores.append(plan_store(kind, cfg, manifest, recipe, selected, videos))
         if keep_extractors:
             plan.extractors[kind] = extractor
     return plan
@@ -167,6 +168,7 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
     from pipelines.logs import console as log_console
 
     out = out or Console(soft_wrap=True)
+    t_job = time.perf_counter()
     parallel = _parallel(cfg)
     device = _driver_device(cfg)
     serial_device = None if (parallel or cfg.dry_run) else device
@@ -230,11 +232,13 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
             if cfg.scheduler:
                 from pipelines.jobs.dask_runner import run_dask
 
-                stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit)
+                stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit,
+                                   list(tasks.values()))
             elif cfg.workers > 1:
                 from pipelines.jobs.runners import run_processes
 
-                stopped = run_processes(work(), cfg.workers, cfg.gpu, cfg.plugins, on_outcome, on_commit)
+                stopped = run_processes(work(), cfg.workers, cfg.gpu, cfg.plugins, on_outcome, on_commit,
+                                        list(tasks.values()))
             else:
                 from pipelines.jobs.runners import run_serial
 
@@ -252,6 +256,7 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
             totals = (len(done), len(failed))
         summary = st.summary(config=config, runner=_runner_name(cfg), device=str(device), stopped=stopped,
                              totals=totals)
+        summary["job_wall_s"] = round(time.perf_counter() - t_job, 3)  # the whole command: planning, models, all
         if sp.path.exists():
             write_summary(summary)
         summaries.append(summary)

@@ -135,10 +135,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
-def store_label(kind: str, cfg: ExtractConfig) -> str:
-    """The readable part of a store name: ``face-mtcnn-clip-vit-l14-5fps``, ``eeg-de-1s``, ``eeg-de-2s-step0.5s``."""
+def store_label(kind: str, cfg: ExtractConfig, videos: bool = True) -> str:
+    """The readable part of a store name: ``face-mtcnn-clip-vit-l14-5fps``, ``eeg-de-1s``, ``eeg-de-2s-step0.5s``
+    (no fps for a dataset of still frames: DFEW frames, FER2013, image folders)."""
     if kind == "face":
-        return f"face-{_slug(cfg.detector)}-{_slug(cfg.backbone)}-{cfg.fps:g}fps"
+        label = f"face-{_slug(cfg.detector)}-{_slug(cfg.backbone)}"
+        return f"{label}-{cfg.fps:g}fps" if videos else label
     if kind == "eeg":
         label = f"eeg-{_slug(cfg.eeg_feature)}-{cfg.eeg_window_s:g}s"
         return label if cfg.step_s == cfg.eeg_window_s else f"{label}-step{cfg.step_s:g}s"
@@ -308,8 +310,8 @@ def _error_text(value: Any) -> str:
 
 
 def plan_store(kind: str, cfg: ExtractConfig, manifest: Manifest, recipe: ExtractorRecipe,
-               selected: Sequence[Item]) -> StorePlan:
-    label = store_label(kind, cfg)
+               selected: Sequence[Item], videos: bool = True) -> StorePlan:
+    label = store_label(kind, cfg, videos)
     path = store_path(cfg.out_dir, cfg.dataset, label, manifest.fingerprint(), cfg.store_format)
     done, failed = existing_status(path)
     plan = StorePlan(kind, label, path, manifest, recipe, exists=path.exists())

@@ -63,8 +63,11 @@ def _pool_init(gpus: tuple[int, ...], counter: Any, barrier: Any, n_workers: int
     multiprocessing.util.Finalize(None, _POOL_CTX.close, exitpriority=10)
 
 
-def _pool_ready() -> int:
-    """Run once by each worker: the barrier holds a worker until all are up, so n calls reach n workers."""
+def _pool_ready(tasks: list[StoreTask]) -> int:
+    """Run once by each worker: build its models, then wait at the barrier until all are up (so n calls reach
+    n different workers)."""
+    assert _POOL_CTX is not None
+    _POOL_CTX.prepare(tasks)
     _POOL_BARRIER.wait(BARRIER_TIMEOUT_S)
     return os.getpid()
 
@@ -83,15 +86,16 @@ def _pool_process(task: StoreTask, item: Item) -> ItemOutcome:
 
 
 def run_processes(work: Iterable[Work], n_workers: int, gpus: tuple[int, ...], plugins: tuple[str, ...],
-                  on_outcome: OnOutcome, on_commit: OnCommit, max_in_flight: int | None = None) -> bool:
+                  on_outcome: OnOutcome, on_commit: OnCommit, tasks: list[StoreTask] | None = None,
+                  max_in_flight: int | None = None) -> bool:
     mp = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads or CUDA
     counter = mp.Value("i", 0)
     barrier = mp.Barrier(n_workers)
     with ProcessPoolExecutor(n_workers, mp_context=mp, initializer=_pool_init,
                              initargs=(gpus, counter, barrier, n_workers, plugins)) as pool:
         try:
-            # Start every worker (imports, device) before the first item, like a dask cluster does.
-            for fut in [pool.submit(_pool_ready) for _ in range(n_workers)]:
+            # Start every worker and build its models before the first item, like the dask plugin does.
+            for fut in [pool.submit(_pool_ready, list(tasks or [])) for _ in range(n_workers)]:
                 fut.result()
             stopped = _drive(lambda t, i: pool.submit(_pool_process, t, i), iter(work),
                              max_in_flight or 2 * n_workers, on_outcome)

@@ -141,6 +141,12 @@ class WorkerContext:
             )
         return self._writers[task.path]
 
+    def prepare(self, tasks: list[StoreTask]) -> None:
+        """Build every extractor the tasks need now (models load before the first item, not during it)."""
+        for task in tasks:
+            self.ensure_plugins(task.plugins)
+            self.extractor(task.recipe)
+
     def ensure_plugins(self, plugins: tuple[str, ...]) -> None:
         if plugins not in self._imported:
             import_plugins(plugins)

@@ -11,6 +11,7 @@ by subclassing ``tests/store/conformance.py::StoreConformance``.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from store.errors import StoreError
+from store.errors import CorruptSegmentError, StoreError
+from store.layout import io_pool
 from store.registry import Registry
 
 
@@ -41,6 +43,95 @@ class EmbeddingsReader(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pread_into(fd: int, view: memoryview, offset: int, what: Path) -> None:
+    """Fill ``view`` from file ``fd`` at ``offset`` (positional, so threads can share the descriptor)."""
+    while len(view):
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise CorruptSegmentError(f"{what}: shorter than its metadata says (truncated?)")
+        view, offset = view[n:], offset + n
+
+
+class ChunkFileReader(EmbeddingsReader):
+    """Embeddings stored uncompressed, row-chunked, at byte offsets a subclass can ``locate``: reads are ``preadv``
+    straight into the caller's array (merged where chunks lie back to back on disk, cut into pieces that pool
+    threads read in parallel; a dtype conversion happens in the threads too)."""
+
+    piece_bytes = 8 << 20
+
+    def __init__(self, path: Path, shape: tuple[int, int], dtype: np.dtype, chunk_rows: int) -> None:
+        self.path = Path(path)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.chunk_rows = int(chunk_rows)
+        self.row_bytes = self.shape[1] * self.dtype.itemsize
+        self._fds: dict[int, int] = {}
+
+    @abstractmethod
+    def locate(self, c: int) -> tuple[int, int] | None:
+        """(file number, byte offset) of chunk ``c`` (its full ``chunk_rows`` rows); None if absent (zeros)."""
+
+    @abstractmethod
+    def file_path(self, file_no: int) -> Path:
+        """The file holding chunks located in ``file_no``."""
+
+    def fd(self, file_no: int) -> int:
+        fd = self._fds.get(file_no)
+        if fd is None:
+            fname = self.file_path(file_no)
+            try:
+                fd = self._fds[file_no] = os.open(fname, os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
+        return fd
+
+    def read(self, start: int, stop: int, out: np.ndarray) -> None:
+        if stop <= start:
+            return
+        pieces: list[list[Any]] = []  # [file, offset, row_lo, row_hi], merged where contiguous on disk
+        pos = start
+        while pos < stop:
+            c = pos // self.chunk_rows
+            hi = min((c + 1) * self.chunk_rows, stop)
+            loc = self.locate(c)
+            if loc is None:
+                pieces.append([None, 0, pos, hi])
+            else:
+                file_no, off = loc[0], loc[1] + (pos - c * self.chunk_rows) * self.row_bytes
+                last = pieces[-1] if pieces else None
+                if last and last[0] == file_no and last[1] + (last[3] - last[2]) * self.row_bytes == off:
+                    last[3] = hi
+                else:
+                    pieces.append([file_no, off, pos, hi])
+            pos = hi
+        step = max(1, self.piece_bytes // max(1, self.row_bytes))
+        jobs = []
+        for file_no, off, lo, hi in pieces:
+            for a in range(lo, hi, step):
+                b = min(a + step, hi)
+                jobs.append((file_no, off + (a - lo) * self.row_bytes, out[a - start : b - start]))
+        if len(jobs) <= 1:
+            for job in jobs:
+                self._read_job(*job)
+        else:
+            list(io_pool().map(lambda j: self._read_job(*j), jobs))
+
+    def _read_job(self, file_no: int | None, offset: int, out: np.ndarray) -> None:
+        if file_no is None:
+            out[...] = 0
+            return
+        direct = out.dtype == self.dtype and out.flags.c_contiguous
+        buf = out if direct else np.empty(out.shape, self.dtype)
+        pread_into(self.fd(file_no), memoryview(buf).cast("B"), offset, self.path)
+        if not direct:
+            out[...] = buf
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 class SegmentWriter(ABC):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter
+from store.backends.base import BACKENDS, ChunkFileReader, EmbeddingsReader, SegmentBackend, SegmentWriter
 from store.errors import CorruptSegmentError
 from store.layout import SEGMENT_ATTR, fsync_tree
 
@@ -53,6 +53,44 @@ def _encode_fixed_utf8(values: np.ndarray) -> np.ndarray:
     runs = np.array([str(values[i]).encode("utf-8") for i in starts.tolist()], dtype=object)
     width = max(1, max(len(b) for b in runs))
     return np.repeat(runs.astype(f"S{width}"), counts)
+
+
+class _H5ChunkReader(ChunkFileReader):
+    """Uncompressed HDF5 chunks read straight from the file at the byte offsets HDF5 reports for them (parallel
+    ``preadv``; h5py itself would read chunk by chunk under its global lock)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], dtype: np.dtype, chunk_rows: int,
+                 offsets: dict[int, int]) -> None:
+        super().__init__(path, shape, dtype, chunk_rows)
+        self.offsets = offsets
+
+    def file_path(self, file_no: int) -> Path:
+        return self.path
+
+    def locate(self, c: int) -> tuple[int, int] | None:
+        offset = self.offsets.get(c)
+        return None if offset is None else (0, offset)
+
+
+def _chunk_reader(path: Path) -> _H5ChunkReader | None:
+    """A direct reader when the embeddings are chunked along rows only, unfiltered and little-endian."""
+    with _open(path) as f:
+        ds = f.get(_EMB)
+        if ds is None:
+            raise CorruptSegmentError(f"{path}: no embeddings dataset")
+        n, dim = ds.shape
+        dtype = np.dtype(ds.dtype)
+        if (n == 0 or ds.chunks is None or ds.chunks[1] != dim or dtype.byteorder == ">"
+                or ds.id.get_create_plist().get_nfilters() != 0):
+            return None
+        cr = ds.chunks[0]
+        offsets = {}
+        for i in range(ds.id.get_num_chunks()):
+            info = ds.id.get_chunk_info(i)
+            if info.filter_mask != 0 or info.size != cr * dim * dtype.itemsize:
+                return None
+            offsets[info.chunk_offset[0] // cr] = int(info.byte_offset)
+    return _H5ChunkReader(path, (n, dim), dtype, cr, offsets)
 
 
 class _H5Embeddings(EmbeddingsReader):
@@ -101,8 +139,8 @@ class _H5SegmentWriter(SegmentWriter):
                 _EMB, shape=(rows, self.dim), maxshape=(None, self.dim), dtype=self.dtype,
                 chunks=(chunk_rows, self.dim), **opts,
             )
-        elif self.dataset.shape[0] < rows:
-            self.dataset.resize(rows, axis=0)
+        elif self.dataset.shape[0] < rows:  # grow geometrically; ``finish`` trims to the real row count
+            self.dataset.resize(max(rows, 2 * self.dataset.shape[0]), axis=0)
         return self.dataset
 
     def write_chunk(self, index: int, block: np.ndarray) -> None:
@@ -174,7 +212,7 @@ class HDF5Backend(SegmentBackend):
         return out
 
     def embeddings_reader(self, path):  # type: ignore[override]
-        return _H5Embeddings(Path(path))
+        return _chunk_reader(Path(path)) or _H5Embeddings(Path(path))
 
     def to_dask(self, path, name):  # type: ignore[override]
         import dask.array as da

@@ -32,16 +32,22 @@ from typing import Any
 
 import numpy as np
 
-from store.backends.base import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter
+from store.backends.base import (
+    BACKENDS,
+    ChunkFileReader,
+    EmbeddingsReader,
+    SegmentBackend,
+    SegmentWriter,
+    pread_into,
+)
 from store.errors import CorruptSegmentError
-from store.layout import SEGMENT_ATTR, fsync_tree, io_pool
+from store.layout import SEGMENT_ATTR, fsync_tree
 
 _SEP = "."
 _EMB = "embeddings"
 _GROUPS = ("rows", "labels", "quality")
 _LE_BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
 _EMPTY = 2**64 - 1  # shard index entry of an absent inner chunk
-_PIECE_BYTES = 8 << 20  # parallel reads are cut into pieces of at most this size
 
 
 def _group_meta(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -90,21 +96,13 @@ def _write_bytes(path: Path, *parts: bytes | memoryview) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    _write_bytes(path, json.dumps(obj, indent=1, allow_nan=True).encode())
+    _write_bytes(path, json.dumps(obj, allow_nan=True).encode())
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data).cast("B")
     while len(view):
         n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
-
-
-def _pread_into(fd: int, view: memoryview, offset: int, what: Path) -> None:
-    while len(view):
-        n = os.preadv(fd, [view], offset)
-        if n <= 0:
-            raise CorruptSegmentError(f"{what}: shorter than its metadata says (truncated?)")
         view, offset = view[n:], offset + n
 
 
@@ -179,46 +177,33 @@ def _write_column(apath: Path, values: np.ndarray) -> None:
         _write_bytes(apath / "c.0", memoryview(data).cast("B"))
 
 
-class _RawEmbeddings(EmbeddingsReader):
-    """Uncompressed (plain or sharded) chunks: positional reads straight into the caller's array, in threads."""
+class _RawEmbeddings(ChunkFileReader):
+    """Uncompressed zarr chunks (plain, or inner chunks of shards found through the shard index)."""
 
     def __init__(self, path: Path, meta: Mapping[str, Any], layout: str) -> None:
-        self.path = path
-        self.meta = meta
-        self.shape = (int(meta["shape"][0]), int(meta["shape"][1]))
-        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        self.row_bytes = self.shape[1] * self.dtype.itemsize
         outer = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
         self.sharded = layout == "sharded"
+        inner = int(meta["codecs"][0]["configuration"]["chunk_shape"][0]) if self.sharded else outer
+        super().__init__(path, (int(meta["shape"][0]), int(meta["shape"][1])), np.dtype(meta["data_type"]), inner)
+        self.meta = meta
         if self.sharded:
             conf = meta["codecs"][0]["configuration"]
-            self.inner = int(conf["chunk_shape"][0])
-            self.per_shard = outer // self.inner
+            self.per_shard = outer // inner
             self.index_at_end = conf.get("index_location", "end") == "end"
             self.index_crc = [c.get("name") for c in conf["index_codecs"]] == ["bytes", "crc32c"]
-        else:
-            self.inner, self.per_shard = outer, 1
-        self._fds: dict[int, int] = {}
         self._indexes: dict[int, np.ndarray] = {}
 
-    def _fd(self, file_no: int) -> int:
-        fd = self._fds.get(file_no)
-        if fd is None:
-            fname = self.path / _chunk_key(self.meta, (file_no, 0))
-            try:
-                fd = self._fds[file_no] = os.open(fname, os.O_RDONLY)
-            except FileNotFoundError as exc:
-                raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
-        return fd
+    def file_path(self, file_no: int) -> Path:
+        return self.path / _chunk_key(self.meta, (file_no, 0))
 
     def _index(self, shard: int) -> np.ndarray:
         index = self._indexes.get(shard)
         if index is None:
-            fd = self._fd(shard)
+            fd = self.fd(shard)
             n_bytes = self.per_shard * 16 + (4 if self.index_crc else 0)
             size = os.fstat(fd).st_size
             buf = bytearray(n_bytes)
-            _pread_into(fd, memoryview(buf), size - n_bytes if self.index_at_end else 0, self.path)
+            pread_into(fd, memoryview(buf), size - n_bytes if self.index_at_end else 0, self.path)
             body = bytes(buf[: self.per_shard * 16])
             if self.index_crc:
                 want = struct.unpack("<I", bytes(buf[-4:]))[0]
@@ -228,65 +213,17 @@ class _RawEmbeddings(EmbeddingsReader):
             index = self._indexes[shard] = np.frombuffer(body, dtype="<u8").reshape(self.per_shard, 2)
         return index
 
-    def _locate(self, c: int) -> tuple[int, int] | None:
-        """(file number, byte offset) of inner chunk ``c``; None when the chunk is absent (reads as zeros)."""
+    def locate(self, c: int) -> tuple[int, int] | None:
         if not self.sharded:
             return c, 0
         shard, j = divmod(c, self.per_shard)
         offset, nbytes = (int(v) for v in self._index(shard)[j])
         if offset == _EMPTY and nbytes == _EMPTY:
             return None
-        if nbytes != self.inner * self.row_bytes:
+        if nbytes != self.chunk_rows * self.row_bytes:
             raise CorruptSegmentError(f"{self.path}: inner chunk {c} has {nbytes} bytes, expected "
-                                      f"{self.inner * self.row_bytes}")
+                                      f"{self.chunk_rows * self.row_bytes}")
         return shard, offset
-
-    def read(self, start: int, stop: int, out: np.ndarray) -> None:
-        if stop <= start:
-            return
-        # (file, offset, row_lo, row_hi): one entry per inner chunk, merged where contiguous on disk
-        pieces: list[list[Any]] = []
-        pos = start
-        while pos < stop:
-            c = pos // self.inner
-            hi = min((c + 1) * self.inner, stop)
-            loc = self._locate(c)
-            if loc is None:
-                pieces.append([None, 0, pos, hi])
-            else:
-                file_no, off = loc[0], loc[1] + (pos - c * self.inner) * self.row_bytes
-                last = pieces[-1] if pieces else None
-                if last and last[0] == file_no and last[1] + (last[3] - last[2]) * self.row_bytes == off:
-                    last[3] = hi
-                else:
-                    pieces.append([file_no, off, pos, hi])
-            pos = hi
-        step = max(1, _PIECE_BYTES // max(1, self.row_bytes))
-        jobs = []
-        for file_no, off, lo, hi in pieces:  # cut big pieces so that threads share the work
-            for a in range(lo, hi, step):
-                b = min(a + step, hi)
-                jobs.append((file_no, off + (a - lo) * self.row_bytes, out[a - start : b - start]))
-        if len(jobs) <= 1:
-            for job in jobs:
-                self._read_job(*job)
-        else:
-            list(io_pool().map(lambda j: self._read_job(*j), jobs))
-
-    def _read_job(self, file_no: int | None, offset: int, out: np.ndarray) -> None:
-        if file_no is None:
-            out[...] = 0
-            return
-        direct = out.dtype == self.dtype and out.flags.c_contiguous
-        buf = out if direct else np.empty(out.shape, self.dtype)
-        _pread_into(self._fd(file_no), memoryview(buf).cast("B"), offset, self.path)
-        if not direct:
-            out[...] = buf  # the dtype conversion runs here, in the worker thread
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
 
 
 class _ZarrEmbeddings(EmbeddingsReader):
@@ -459,7 +396,7 @@ class ZarrBackend(SegmentBackend):
             except FileNotFoundError as exc:
                 raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
             try:
-                _pread_into(fd, memoryview(out[lo:hi]).cast("B"), 0, fname)
+                pread_into(fd, memoryview(out[lo:hi]).cast("B"), 0, fname)
             finally:
                 os.close(fd)
         return out.astype(dtype.newbyteorder("="), copy=False)
