@@ -198,7 +198,8 @@ def collect_garbage(
     root = Path(directory)
     now = time.time()
     actions: list[GcAction] = []
-    for dirpath, dirnames, _files in os.walk(root):  # half-created stores: ".<name>.tmp~host~pid~uuid"
+    walk = [] if (root / STORE_FILE).exists() else os.walk(root)
+    for dirpath, dirnames, _files in walk:  # half-created stores: ".<name>.tmp~host~pid~uuid"
         for d in list(dirnames):
             p = Path(dirpath) / d
             if d.startswith(".") and TMP_PREFIX in d and _leftover_is_dead(p, min_age_s, now):

@@ -357,6 +357,7 @@ class StoreConformance:
         w._pending.clear()
         listed = collect_garbage(tmp_path, dry_run=True)
         assert [a.path for a in listed] == [dead] and dead.exists()
+        assert [a.path for a in collect_garbage(path, dry_run=True)] == [dead]
         collect_garbage(tmp_path)
         assert not dead.exists()
         w.close()
