@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 RESULTS_DIR ?= results
+CACHE_DIR ?= cache
 
 .PHONY: install test lint demo bench clean
 
@@ -28,7 +29,7 @@ test: install lint
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/pipeline info
+	$(BIN)/python -m pipelines.demo --data $(DEMO_DIR) --cache $(CACHE_DIR) --out $(RESULTS_DIR)
 
 bench: install
 	for b in benchmarks/*_bench.py; do $(BIN)/python $$b || exit 1; done

@@ -76,6 +76,11 @@ from pipelines.commands.stores import stores_app  # noqa: E402
 app.add_typer(stores_app, name="stores")
 
 
+from pipelines.commands.predict import predict_command  # noqa: E402
+
+app.command("predict")(predict_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` lets tests drive the whole CLI in-process."""
     app(args=argv, prog_name="pipeline")

@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     backbone, note = choose_backbone(ns.backbone)
     print(note, flush=True)
     run(["extract", "--dataset", "deap", "--root", str(root), "--gpu", ns.gpu, "--modality", "all",
-         "--detector", "mtcnn", "--backbone", backbone, "--fps", "5", "--out", str(ns.cache)])
+         "--detector", "mtcnn", "--backbone", backbone, "--fps", "5", "--out", str(ns.cache),
+         # decode at 360 px: MTCNN on a 2-core CPU is ~10x faster than at 720x576, and the face stays large
+         "--set", "face_options.max_side=360"])
     runs = []
     for strategy, classifier in STRATEGIES.items():
         out = ns.out / f"demo-{strategy}"

@@ -72,7 +72,9 @@ def predict_video(video: str | Path, model_path: str | Path, *, device: str = "c
     from extract.base import EXTRACTORS
     from fuse.data import ModalityData, align, to_trials
     from fuse.models import load_model
+    from pipelines.jobs.plan import import_plugins
 
+    import_plugins()  # registers the face extractor
     model = load_model(model_path)
     info = model.info
     if list(model.roles) != ["face"]:

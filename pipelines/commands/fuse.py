@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 log = logging.getLogger(__name__)
-console = Console()  # tables are the command's output: stdout (logs go to stderr)
+# tables are the command's output: stdout (logs go to stderr); wide enough to stay readable when piped
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 INPUT = "Input"
 MODEL = "Model"
@@ -186,6 +189,15 @@ def results_show(
     print_summary(res, res["per_fold"], title=str(directory), folds=not no_folds)
 
 
+def _features(directory: Path) -> str:
+    """Which extractors made the stores a run read (e.g. ``eeg/de + face/mtcnn+tiny-clip``), from stores.json."""
+    path = Path(directory) / "stores.json"
+    if not path.is_file():
+        return "?"
+    stores = json.loads(path.read_text())
+    return " + ".join(str(s.get("manifest", {}).get("extractor", s.get("kind", "?"))) for s in stores.values())
+
+
 @results_app.command("compare")
 def results_compare(
     directories: Annotated[list[Path], typer.Argument(help="Results directories to compare.")],
@@ -202,7 +214,8 @@ def results_compare(
             log.error("%s", exc)
             raise typer.Exit(2) from exc
         mean, base = res["fold_mean"], res["baseline"]["fold_mean"]
-        rows.append({"name": str(directory), "strategy": res["strategy"], "classifier": res["classifier"],
+        rows.append({"name": Path(directory).name or str(directory), "features": _features(directory),
+                     "strategy": res["strategy"], "classifier": res["classifier"],
                      "target": res["target"]["name"], "protocol": res["protocol"], "granularity": res["granularity"],
                      "acc": mean["accuracy"], "f1": mean["macro_f1"], "uar": mean["uar"],
                      "base": base["accuracy"], "delta": mean["accuracy"] - base["accuracy"]})
@@ -211,10 +224,10 @@ def results_compare(
         raise typer.Exit(2)
     rows.sort(key=lambda r: r[sort], reverse=sort != "name")
     table = Table(title="runs (fold means, %)", title_justify="left")
-    for col in ("run", "strategy", "classifier", "target", "protocol", "granularity", "acc", "F1", "UAR", "baseline acc",
+    for col in ("run", "features", "strategy", "classifier", "target", "protocol", "granularity", "acc", "F1", "UAR", "baseline acc",
                 "Δ acc"):
         table.add_column(col, justify="right" if col in ("acc", "F1", "UAR", "baseline acc", "Δ acc") else "left")
     for r in rows:
-        table.add_row(r["name"], r["strategy"], r["classifier"], r["target"], r["protocol"], r["granularity"],
+        table.add_row(r["name"], r["features"], r["strategy"], r["classifier"], r["target"], r["protocol"], r["granularity"],
                       _pct(r["acc"]), _pct(r["f1"]), _pct(r["uar"]), _pct(r["base"]), _delta(r["delta"]))
     console.print(table)
