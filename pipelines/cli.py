@@ -50,34 +50,21 @@ def info(
     console.print(table)
 
 
-from pipelines.commands.extract import extract_command  # noqa: E402
-
-app.command("extract")(extract_command)
-
-
-from pipelines.commands.models import models_app  # noqa: E402
-
-app.add_typer(models_app, name="models")
-
-
-from pipelines.commands.fuse import fuse_command, results_app  # noqa: E402
-
-app.command("fuse")(fuse_command)
-app.add_typer(results_app, name="results")
-
-
+# Command groups; each lives in pipelines/commands/ and imports its heavy dependencies lazily.
 from pipelines.commands.demo_data import demo_data  # noqa: E402
-
-app.command("demo-data")(demo_data)
-
-
+from pipelines.commands.extract import extract_command  # noqa: E402
+from pipelines.commands.fuse import fuse_command, results_app  # noqa: E402
+from pipelines.commands.models import models_app  # noqa: E402
+from pipelines.commands.predict import predict_command  # noqa: E402
 from pipelines.commands.stores import stores_app  # noqa: E402
 
+# in the order of the workflow: data, stage 1, stores and models, stage 2, results, inference
+app.command("demo-data")(demo_data)
+app.command("extract")(extract_command)
 app.add_typer(stores_app, name="stores")
-
-
-from pipelines.commands.predict import predict_command  # noqa: E402
-
+app.add_typer(models_app, name="models")
+app.command("fuse")(fuse_command)
+app.add_typer(results_app, name="results")
 app.command("predict")(predict_command)
 
 

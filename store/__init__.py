@@ -4,7 +4,7 @@
     if writer.claim(key): writer.write_item(item_rows)          # committed whole with its segment (flush/close)
     store = open_store(path); data = store.read()               # StoreData(embeddings, rows) by (item, row)
 
-Layout, commit/crash/concurrency rules and the CLI (``pipeline stores``): ``.notes/README-stores.md``.
+Layout, commit/crash/concurrency rules and the CLI (``pipeline stores``): ``docs/stores.md``.
 """
 
 from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter, create_backend

@@ -1,6 +1,6 @@
 """File names, key escaping and the small filesystem primitives (atomic JSON, fsync, liveness) of a store.
 
-On-disk layout of a store directory (see ``.notes/README-stores.md`` for the full description)::
+On-disk layout of a store directory (see ``docs/stores.md`` for the full description)::
 
     store.json            format marker: {"format": "mmer-store", "format_version": 1, "backend": "zarr", ...}
     manifest.json         Manifest.to_dict() including "fingerprint"; written once

@@ -10,7 +10,7 @@ ViTImageProcessor) and reproduces what that processor does:
 - rescale by 1/255 and normalise by mean/std.
 
 Resizing an image that already has the target size is skipped, so a 224x224 aligned crop going into a 224 model
-is exact. Measured differences to transformers' processors are in ``.notes/README-backbones.md``.
+is exact. Measured differences to transformers' processors are in ``docs/backbones.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Dataset readers. Importing this package registers every reader in ``DATASETS``.
 
-``create_dataset("deap", root=...)`` builds one; ``.notes/README-datasets.md`` lists layouts and options.
+``create_dataset("deap", root=...)`` builds one; ``docs/datasets.md`` lists layouts and options.
 """
 
 from extract.datasets import deap, dfew, fer2013, folder, ravdess, seedv  # noqa: F401  (registers the readers)

@@ -58,7 +58,7 @@ class FaceConfig:
     ``detector_batch_cpu`` caps the batch when the detector runs on the CPU (None: no cap): there, batches of
     big frames allocate tensors above glibc's 32 MiB mmap threshold, which are page-faulted afresh on every
     call; measured on 720x576 frames, RetinaFace-mnet spends 45 ms CPU/frame at batch 1 and 4 but 107 ms at
-    16 (see .notes/README-face.md). On a GPU, bigger batches are what makes it fast.
+    16 (see docs/face.md). On a GPU, bigger batches are what makes it fast.
     """
 
     fps: float = 5.0  # frames per second taken from a video (0: every frame)

@@ -92,7 +92,7 @@ def extract_command(
                                                      "its own datasets/extractors); repeatable.")] = None,
 ) -> None:
     """Extract features of a dataset into stores: face embeddings and/or EEG band features, one store per
-    modality and config. Re-running continues where it stopped; see .notes/README-extract.md."""
+    modality and config. Re-running continues where it stopped; see docs/extract.md."""
     from extract.datasets.base import DatasetError
     from pipelines.config import ConfigError, merge, parse_overrides
     from pipelines.jobs.config import load_extract_config

@@ -1,6 +1,6 @@
 """Zarr v3 segments: one zarr group (a directory) per segment, readable with plain ``zarr.open_group``.
 
-Layout of one segment (all standard Zarr v3; see ``.notes/README-stores.md``)::
+Layout of one segment (all standard Zarr v3; see ``docs/stores.md``)::
 
     zarr.json                      group; attributes.mmer_segment = the segment index (items, columns, checksums)
     embeddings/zarr.json           (n, dim) float16|float32, ONE shard of ceil(n/chunk_rows) inner chunks

@@ -1,6 +1,6 @@
 """Our batched tensor preprocessing against transformers' own image processors (torchvision and PIL backends).
 
-Stated tolerance (also in .notes/README-backbones.md):
+Stated tolerance (also in docs/backbones.md):
 - an image that already has the model's size (224x224 crop, 224 model): <= 1e-6 on the normalised pixels;
 - a resized image: <= 2 uint8 levels per pixel (2 / 255 / std on the normalised values), mean |diff| <= 3e-3;
   on the tiny twins' embeddings, max |diff| <= 5e-3 x max |embedding|.
