@@ -32,7 +32,7 @@ def choose_backbone(requested: str | None) -> tuple[str, str]:
     return FALLBACK_BACKBONE, (
         f"face backbone: {FALLBACK_BACKBONE} - CLIP ViT-L/14 weights are not available locally (run "
         f"`hf download openai/clip-vit-large-patch14` to use them); a tiny random-init model stands in, "
-        "so face numbers below say nothing about CLIP"
+        "so its face numbers say nothing about CLIP"
     )
 
 
