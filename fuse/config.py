@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Strategy = Literal["eeg", "face", "early", "late", "transformer"]
-Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session"]
+Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session", "fer2013"]
 ClassifierName = Literal["auto", "logreg", "mlp", "transformer"]
 
 

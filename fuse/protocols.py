@@ -101,6 +101,9 @@ def kfold(rows: pd.DataFrame, y: np.ndarray, *, k: int = 5, seed: int = 0, **_: 
         folds = _stratified_group_folds(items[idx], y[idx], kk, rng)
         for f in range(kk):
             splits.append(Split(name=f"{subject}/k{f + 1}", train=idx[folds != f], test=idx[folds == f]))
+    if not splits:
+        raise ValueError("kfold is subject-dependent and no subject has two or more trials (e.g. FER2013, where every "
+                         "image is its own subject); use --protocol fer2013, dfew (the fold column) or loso")
     return _finish(rows, splits)
 
 
@@ -117,6 +120,18 @@ def official_folds(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]:
         for f in ids
     ]
     return _finish(rows, splits)
+
+
+@PROTOCOLS.register("fer2013", subject_dependent=False)
+def fer2013_holdout(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]:
+    """FER2013's usual hold-out: train on Training (fold 0), test on PrivateTest (fold 2). PublicTest (fold 1) is
+    left out: tuning happens on an inner split of the training rows, as everywhere else."""
+    fold = rows["fold"].to_numpy()
+    train, test = np.flatnonzero(fold == 0), np.flatnonzero(fold == 2)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError("the fer2013 protocol needs fold 0 (Training) and fold 2 (PrivateTest) rows in the store; "
+                         f"found folds {sorted(set(fold.tolist()))}")
+    return _finish(rows, [Split(name="private-test", train=train, test=test)])
 
 
 def trial_number(trial: str) -> int:

@@ -48,8 +48,8 @@ def fuse_command(
                                                     "ratings (default 5).", rich_help_panel=EVAL)] = None,
     above: Annotated[bool, typer.Option("--above", help="High = rating > threshold (default: >=).",
                                         rich_help_panel=EVAL)] = False,
-    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="loso, kfold, dfew, seedv-3fold or "
-                                                 "cross-session (default loso).", rich_help_panel=EVAL)] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="loso, kfold, dfew (the store's "
+                                                 "fold column), seedv-3fold, cross-session or fer2013 (default loso).", rich_help_panel=EVAL)] = None,
     k: Annotated[int | None, typer.Option("--k", help="kfold: folds per subject (default 5).",
                                           rich_help_panel=EVAL)] = None,
     granularity: Annotated[str | None, typer.Option("--granularity", "-g", help="window (one row per EEG window "

@@ -37,11 +37,25 @@ def assert_leak_free(rows: pd.DataFrame, splits: list[Split], name: str) -> None
 @pytest.mark.parametrize("name", PROTOCOLS.names())
 def test_every_protocol_is_leak_free(name: str) -> None:
     rows = rows_table()
+    if name == "fer2013":
+        rows["fold"] = rows["fold"] % 3  # FER2013's folds: 0 Training, 1 PublicTest, 2 PrivateTest
     y = np.random.default_rng(0).integers(0, 3, size=len(rows))
     splits = make_splits(name, rows, y, k=5, seed=1)
     assert_leak_free(rows, splits, name)
-    if name != "dfew":
+    if name not in ("dfew", "fer2013"):
         assert sum(len(s.test) for s in splits) == len(rows)
+
+
+def test_fer2013_trains_on_training_and_tests_on_private_test() -> None:
+    rows = pd.DataFrame({"item": [f"fer2013/{i:05d}" for i in range(9)], "subject": [f"{i:05d}" for i in range(9)],
+                         "session": 1, "trial": "x", "row": 0, "fold": [0, 0, 0, 0, 1, 1, 2, 2, 2]})
+    y = np.zeros(9, dtype=int)
+    (split,) = make_splits("fer2013", rows, y)
+    assert split.train.tolist() == [0, 1, 2, 3] and split.test.tolist() == [6, 7, 8]
+    with pytest.raises(ValueError, match="no subject has two or more trials"):
+        make_splits("kfold", rows, y)  # every image is its own subject: kfold says what to use instead
+    with pytest.raises(ValueError, match="fold 2"):
+        make_splits("fer2013", rows.assign(fold=0), y)
 
 
 @settings(max_examples=25, deadline=None)
