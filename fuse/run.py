@@ -145,7 +145,9 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     if cfg.granularity == "trial":
         table = to_trials(table)
     dataset = modalities[0].dataset
-    target = make_target(table.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side, dataset=dataset)
+    recorded = [m.manifest.get("label_names", {}).get(cfg.target) for m in modalities]
+    target = make_target(table.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side, dataset=dataset,
+                         class_names=next((names for names in recorded if names), None))
     idx, row_counts = used_rows(table, target, cfg)
     if len(idx) == 0:
         raise FuseDataError("no usable rows: every row lacks the label or a modality the strategy needs")

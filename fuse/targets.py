@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,12 @@ class Target:
                 "missing_labels": int((self.codes < 0).sum())}
 
 
-def make_target(rows: pd.DataFrame, name: str, *, threshold: float = 5.0, side: str = ">=", dataset: str = "") -> Target:
-    """Class codes of ``label_<name>``: binarised (``side`` in ``>=``, ``>``) for DEAP-style ratings, else the ids."""
+def make_target(rows: pd.DataFrame, name: str, *, threshold: float = 5.0, side: str = ">=", dataset: str = "",
+                class_names: Sequence[str] | None = None) -> Target:
+    """Class codes of ``label_<name>``: binarised (``side`` in ``>=``, ``>``) for DEAP-style ratings, else the ids.
+
+    Class ids are named from ``class_names`` (what the reader recorded in the store manifest, e.g. DFEW's preset
+    classes) or, for stores without it, from the dataset's standard table."""
     column = f"label_{name}"
     if column not in rows:
         known = ", ".join(c[len("label_"):] for c in rows.columns if c.startswith("label_")) or "none"
@@ -64,7 +69,10 @@ def make_target(rows: pd.DataFrame, name: str, *, threshold: float = 5.0, side: 
             f"only {', '.join(CONTINUOUS_TARGETS)} are binarised"
         )
     codes = np.where(missing, -1, np.searchsorted(ids, np.where(missing, ids[0] if len(ids) else 0, values)))
-    names = EMOTION_NAMES.get(dataset, {}) if name == "emotion" else {}
+    if class_names:
+        names = dict(enumerate(class_names))
+    else:
+        names = EMOTION_NAMES.get(dataset, {}) if name == "emotion" else {}
     if not {int(v) for v in ids} <= set(names):  # ids outside the known table (e.g. 1-based): keep the numbers
         names = {}
     classes = tuple(names.get(int(v), str(int(v))) for v in ids)

@@ -107,6 +107,9 @@ class Manifest:
     input_fingerprint: str = ""  # hash of the input files (names, sizes, mtimes) this store was made from
     dataset_root: str = ""  # informative only; moving a dataset does not change its features
     feature_names: list[str] = field(default_factory=list)  # optional names of the dim columns
+    # class names of categorical labels by id, e.g. {"emotion": ["happy", "sad", ...]}; informative (the reader
+    # options that decide them are part of ``config``)
+    label_names: Mapping[str, list[str]] = field(default_factory=dict)
     library_versions: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
 

@@ -86,6 +86,10 @@ class DatasetReader(ABC):
         """Precomputed per-window features (SEED-V ``eeg_de``, ``eye``): (windows, dim)."""
         raise NotImplementedError(f"{self.name} has no precomputed features")
 
+    def label_names(self) -> dict[str, list[str]]:
+        """Class names of categorical labels by id (``{"emotion": [...]}``); recorded in store manifests."""
+        return {}
+
     def input_files(self) -> list[Path]:
         """The files whose names/sizes/mtimes make up the input fingerprint of stores built from this dataset."""
         return sorted(p for p in self.root.rglob("*") if p.is_file())

@@ -58,6 +58,9 @@ class DfewReader(DatasetReader):
     name = "dfew"
     modalities = ("face",)
 
+    def label_names(self) -> dict[str, list[str]]:
+        return {"emotion": list(class_names(self.label_preset)), "emotion7": list(class_names(7))}
+
     def __init__(
         self,
         root: str | Path,

@@ -54,6 +54,9 @@ class Fer2013Reader(DatasetReader):
     name = "fer2013"
     modalities = ("face",)
 
+    def label_names(self) -> dict[str, list[str]]:
+        return {"emotion": list(EMOTIONS)}
+
     def __init__(self, root: str | Path, *, variant: Literal["auto", "csv", "folder"] = "auto") -> None:
         super().__init__(root)
         if variant not in ("auto", "csv", "folder"):

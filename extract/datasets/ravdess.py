@@ -77,6 +77,9 @@ class RavdessReader(DatasetReader):
     name = "ravdess"
     modalities = ("face",)
 
+    def label_names(self) -> dict[str, list[str]]:
+        return {"emotion": list(EMOTIONS)}
+
     def __init__(
         self,
         root: str | Path,

@@ -107,6 +107,9 @@ class SeedVReader(DatasetReader):
     name = "seedv"
     modalities = ("eeg_de", "eye")
 
+    def label_names(self) -> dict[str, list[str]]:
+        return {"emotion": list(EMOTIONS)}
+
     def __init__(self, root: str | Path, *, cache_subjects: int = 2) -> None:
         super().__init__(root)
         self._cache: FileCache[dict[int, np.ndarray]] = FileCache(2 * cache_subjects)

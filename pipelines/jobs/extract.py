@@ -116,7 +116,8 @@ def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool =
         finally:
             if not keep_extractors:
                 extractor.close()
-        manifest = build_manifest(kind, cfg, parts, input_fingerprint(reader, items, kind), cfg.root)
+        manifest = build_manifest(kind, cfg, parts, input_fingerprint(reader, items, kind), cfg.root,
+                                  label_names=reader.label_names())
         videos = any(it.has("video") for it in items)
         plan.stores.append(plan_store(kind, cfg, manifest, recipe, selected, videos))
         if keep_extractors:

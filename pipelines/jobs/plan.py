@@ -198,8 +198,10 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def build_manifest(kind: str, cfg: ExtractConfig, parts: dict[str, Any], input_fp: str, root: Path) -> Manifest:
+def build_manifest(kind: str, cfg: ExtractConfig, parts: dict[str, Any], input_fp: str, root: Path,
+                   label_names: dict[str, list[str]] | None = None) -> Manifest:
     parts = dict(parts)
+    parts.setdefault("label_names", dict(label_names or {}))
     config = dict(parts.pop("config", {}) or {})
     if cfg.reader_options:
         config["reader"] = dict(cfg.reader_options)

@@ -92,3 +92,12 @@ def test_binarised_target_records_threshold_and_side() -> None:
     assert emo.codes.tolist() == [2, 0, 1, 2] and emo.classes == ("disgust", "sad", "happy")
     with pytest.raises(ValueError, match="labels available: valence"):
         make_target(rows, "arousal")
+
+
+def test_class_names_recorded_by_the_reader_win_over_the_standard_table() -> None:
+    rows = pd.DataFrame({"label_emotion": [0.0, 1.0, 3.0, 1.0]})
+    preset4 = ["positive", "negative", "neutral", "surprise"]  # DFEW's 4-class preset
+    named = make_target(rows, "emotion", dataset="dfew", class_names=preset4)
+    assert named.classes == ("positive", "negative", "surprise")
+    standard = make_target(rows, "emotion", dataset="dfew")  # a store without recorded names: the 7-class table
+    assert standard.classes == ("happy", "sad", "angry")

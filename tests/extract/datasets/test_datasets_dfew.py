@@ -100,3 +100,9 @@ def test_zero_padded_ids_and_missing_frame_folder(dfew_root: Path, tmp_path: Pat
     item = next(it for it in reader.items() if it.key == key)
     with pytest.raises(DatasetError, match=rf"{first_id:05d}: frame folder not found"):
         list(reader.frames(item))
+
+
+def test_label_names_follow_the_preset(dfew_root: Path) -> None:
+    two = create_dataset("dfew", root=dfew_root, label_preset=2).label_names()
+    assert two["emotion"] == ["positive", "negative"] and len(two["emotion7"]) == 7
+    assert create_dataset("dfew", root=dfew_root).label_names()["emotion"][0] == "happy"
