@@ -8,17 +8,7 @@ Layout, commit/crash/concurrency rules and the CLI (``pipeline stores``): ``docs
 """
 
 from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, SegmentWriter, create_backend
-from store.core import (
-    Store,
-    StoreData,
-    StoreWriter,
-    create_store,
-    default_chunk_rows,
-    default_segment_rows,
-    is_store,
-    list_stores,
-    open_store,
-)
+from store.core import create_store, is_store, list_stores, open_store
 from store.errors import (
     CorruptSegmentError,
     FingerprintMismatch,
@@ -27,6 +17,10 @@ from store.errors import (
     StoreError,
 )
 from store.maintenance import GcAction, collect_garbage, is_warning
+from store.reader import Store
+from store.rows import StoreData
+from store.sizing import default_chunk_rows, default_segment_rows
+from store.writer import StoreWriter
 
 __all__ = [
     "BACKENDS",

@@ -27,7 +27,7 @@ from store.layout import (
 from store.schema import ROW_COLUMNS, Manifest
 
 if TYPE_CHECKING:
-    from store.core import SegmentInfo, Store
+    from store.reader import SegmentInfo, Store
 
 WARNING = "warning: "
 _MAX_CHUNK_REPORTS = 5

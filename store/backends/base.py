@@ -3,7 +3,7 @@
 A segment holds, for ``n`` rows: ``embeddings`` (n, dim); row-table columns named ``rows/<col>``,
 ``labels/<name>`` and ``quality/<name>`` (1-D, length n; strings as UTF-8); and a JSON attribute
 ``mmer_segment`` (the segment's index: items, columns, checksums). Everything else (commit by rename,
-item bookkeeping, ordering, claims) lives in ``store.core`` and is backend-agnostic.
+item bookkeeping, ordering, claims) lives in ``store.writer`` and ``store.reader`` and is backend-agnostic.
 
 A third backend subclasses ``SegmentBackend``, registers itself in ``BACKENDS`` and gets the conformance suite
 by subclassing ``tests/store/conformance.py::StoreConformance``.
