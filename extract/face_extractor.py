@@ -14,6 +14,11 @@ the error in the item's meta instead.
 
 ``detector="none"`` is for datasets whose images are face crops already (FER2013's 48x48): the whole image is
 resized to ``crop_size`` and embedded; every row has ``q_face_found`` True and ``q_det_score`` NaN.
+
+Items without a video (single images: FER2013, image folders) are worth batching across: ``items_per_call`` asks
+for ``embed_batch`` of them and ``extract_many`` streams their crops through shared ``embed_batch``-sized backbone
+calls, then splits the embeddings back per item (rows built exactly as ``extract`` builds them; a bad item fails
+alone). The detector, when there is one, still runs per item.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXTRACTOR_VERSION = "1"
+MAX_ITEMS_PER_CALL = 256  # still-image items per extract_many call: bounds a group's work (its crops are streamed)
 ComputeDtype = Literal["auto", "float32", "float16", "bfloat16"]
 
 
@@ -143,43 +150,77 @@ class FaceEmbeddingExtractor(FeatureExtractor):
     # --------------------------------------------------------------------------------------------- extraction
     def extract(self, reader: DatasetReader, item: Item) -> ItemRows:
         t_item = time.perf_counter()
-        video = reader.video_path(item)
-        frames: Iterable[Any] | None = None if video is not None else reader.frames(item)
-        embed_s = 0.0
-        chunks: list[dict[str, np.ndarray]] = []  # per FaceBatch: t_s, face_found, det_score, n_faces
-        emb_parts: list[np.ndarray] = []  # embeddings of the found crops, in order
-        buffer: list[np.ndarray] = []  # crops waiting for a full backbone batch
-        buffered = 0
-        error: ItemError | None = None
-
-        def flush(force: bool) -> None:
-            nonlocal buffer, buffered, embed_s
-            while buffered >= self.embed_batch or (force and buffered):
-                crops = np.concatenate(buffer) if len(buffer) > 1 else buffer[0]
-                take = crops if force else crops[: self.embed_batch]
-                rest = crops[len(take):]
-                t0 = time.perf_counter()
-                emb_parts.append(self.backbone.embed(take))
-                embed_s += time.perf_counter() - t0
-                buffer = [rest] if len(rest) else []
-                buffered = len(rest)
-
+        batcher = _CropBatcher(self.backbone, self.embed_batch)
         stats_before = self._pipeline_stats()
+        gathered = self._gather(reader, item, batcher)
+        embeddings = batcher.finish()
+        self._note_stages(stats_before, batcher.seconds)
+        return self._rows(item, gathered, embeddings, time.perf_counter() - t_item)
+
+    def items_per_call(self, reader: DatasetReader, items: Sequence[Item]) -> int:
+        """Still-image items (FER2013, image folders): ``embed_batch`` of them per call, so the backbone sees full
+        batches across items; video items: one each (their frames fill the batches)."""
+        if any(reader.video_path(it) is not None for it in items):
+            return 1
+        return max(1, min(self.embed_batch, MAX_ITEMS_PER_CALL))
+
+    def extract_many(self, reader: DatasetReader, items: Sequence[Item]) -> list[ItemRows | Exception]:
+        """Still-image items share the backbone batches (``embed_batch`` crops per call across items); each item's
+        rows equal what ``extract`` gives it, and a bad item fails alone. Video items go through ``extract``."""
+        if any(reader.video_path(it) is not None for it in items):
+            return super().extract_many(reader, items)
+        t0 = time.perf_counter()
+        batcher = _CropBatcher(self.backbone, self.embed_batch)
+        stats_before = self._pipeline_stats()
+        gathered = [self._gather(reader, item, batcher) for item in items]
+        embeddings = batcher.finish()
+        self._note_stages(stats_before, batcher.seconds)
+        seconds = (time.perf_counter() - t0) / max(1, len(items))
+        out: list[ItemRows | Exception] = []
+        offset = 0
+        for item, g in zip(items, gathered, strict=True):
+            part, offset = embeddings[offset: offset + g.n_crops], offset + g.n_crops
+            try:
+                out.append(self._rows(item, g, part, seconds))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _gather(self, reader: DatasetReader, item: Item, batcher: _CropBatcher) -> _Gathered:
+        """Run the face path over ``item``, handing its crops to ``batcher``; keeps the per-frame facts, not the
+        crops. The item's own errors are kept for ``_rows``; backbone errors propagate (they are not the item's)."""
+        g = _Gathered(video=reader.video_path(item))
+        before = batcher.added
         try:
-            for batch in self._batches(video, frames):
-                chunks.append(batch)
-                crops = batch["crops"]
-                if len(crops):
-                    buffer.append(crops)
-                    buffered += len(crops)
-                    flush(force=False)
-        except ItemError as exc:  # VideoDecodeError: raised after every decodable frame went through
-            error = exc
-        flush(force=True)
+            frames = None if g.video is not None else reader.frames(item)
+            batches = self._batches(g.video, frames)
+            while True:
+                try:
+                    batch = next(batches, None)
+                except ItemError as exc:  # VideoDecodeError: raised after every decodable frame went through
+                    g.error = exc
+                    break
+                if batch is None:
+                    break
+                g.chunks.append({k: v for k, v in batch.items() if k != "crops"})
+                batcher.add(batch["crops"])
+        except Exception as exc:
+            if batcher.failed:
+                raise
+            g.failure = exc
+        g.n_crops = batcher.added - before
+        return g
+
+    def _note_stages(self, stats_before: dict[str, float], embed_s: float) -> None:
         stats = self._pipeline_stats()
         self.last_stage_s = {k: stats[k] - stats_before.get(k, 0.0) for k in stats}
         self.last_stage_s["embed"] = embed_s
 
+    def _rows(self, item: Item, g: _Gathered, embedded: np.ndarray, seconds: float) -> ItemRows:
+        """The item's rows from its gathered frames and the embeddings of its found crops (in order)."""
+        if g.failure is not None:
+            raise g.failure
+        chunks, video, error = g.chunks, g.video, g.error
         n = sum(len(c["t_s"]) for c in chunks)
         source = str(video) if video is not None else f"{n} still frames"
         if error is not None and (self.on_corrupt == "fail" or n == 0):
@@ -191,14 +232,14 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         if not found.any():
             raise ItemError(f"{item.key}: no face found in any of the {n} sampled frames of {source}")
         embeddings = np.full((n, self.backbone.dim), np.nan, np.float32)
-        embeddings[found] = np.concatenate(emb_parts)
+        embeddings[found] = embedded
         meta: dict[str, Any] = {
             "source": source,
             "n_frames": int(n),
             "n_faces": int(found.sum()),
             "device": str(self.device),
             "compute_dtype": self.compute_dtype,
-            "seconds": round(time.perf_counter() - t_item, 4),
+            "seconds": round(seconds, 4),
         }
         if error is not None:
             meta["decode_error"] = str(error)
@@ -284,6 +325,61 @@ class FaceEmbeddingExtractor(FeatureExtractor):
             import torch
 
             torch.cuda.empty_cache()
+
+
+@dataclass
+class _Gathered:
+    """One item after the face path: its per-frame facts (crops gone to the batcher) and how many crops it gave."""
+
+    video: Any
+    chunks: list[dict[str, np.ndarray]] = field(default_factory=list)  # t_s, face_found, det_score, n_faces
+    error: ItemError | None = None  # a decode error after the decodable frames went through
+    failure: Exception | None = None  # the item's own error (unreadable image ...): raised by ``_rows``
+    n_crops: int = 0
+
+
+class _CropBatcher:
+    """Buffers crops (of one item or of several) and embeds them ``size`` at a time in order, so the backbone sees
+    full batches; the last, partial batch goes at ``finish``."""
+
+    def __init__(self, backbone: Any, size: int) -> None:
+        self.backbone = backbone
+        self.size = max(1, size)
+        self.buffer: list[np.ndarray] = []
+        self.buffered = 0
+        self.added = 0
+        self.parts: list[np.ndarray] = []
+        self.seconds = 0.0
+        self.failed = False  # the backbone raised: the buffered crops are lost, the caller must not go on
+
+    def add(self, crops: np.ndarray) -> None:
+        if len(crops):
+            self.buffer.append(crops)
+            self.buffered += len(crops)
+            self.added += len(crops)
+            self._flush(force=False)
+
+    def finish(self) -> np.ndarray:
+        """The embeddings of every crop added, in order: ``(added, dim)`` float32."""
+        self._flush(force=True)
+        if not self.parts:
+            return np.zeros((0, self.backbone.dim), np.float32)
+        return np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
+
+    def _flush(self, force: bool) -> None:
+        while self.buffered >= self.size or (force and self.buffered):
+            crops = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
+            take = crops if force else crops[: self.size]
+            rest = crops[len(take):]
+            t0 = time.perf_counter()
+            try:
+                self.parts.append(self.backbone.embed(take))
+            except BaseException:
+                self.failed = True
+                raise
+            self.seconds += time.perf_counter() - t0
+            self.buffer = [rest] if len(rest) else []
+            self.buffered = len(rest)
 
 
 def _durations(t_s: np.ndarray, fps: float | None) -> np.ndarray:

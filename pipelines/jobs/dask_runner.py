@@ -1,7 +1,7 @@
 """The dask.distributed runner: ``--scheduler local:N`` (a LocalCluster), ``local-threads:N`` or ``tcp://HOST:PORT``.
 
 A ``WorkerPlugin`` builds each worker's ``WorkerContext`` when the worker joins (models once per worker, its own
-``StoreWriter``); items are submitted with at most ``max_in_flight`` outstanding; at the end ``client.run`` commits
+``StoreWriter``); groups of items are submitted with at most ``max_in_flight`` outstanding; at the end ``client.run`` commits
 every worker's buffer and the plugin is unregistered (a long-lived cluster keeps its workers, not our models).
 """
 
@@ -15,7 +15,7 @@ from distributed import WorkerPlugin
 
 from extract.datasets.base import Item
 from pipelines.jobs.plan import import_plugins
-from pipelines.jobs.runners import OnCommit, OnOutcome, Work
+from pipelines.jobs.runners import OnCommit, OnOutcome, Work, report
 from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext, limit_threads
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,12 @@ class ExtractWorkerPlugin(WorkerPlugin):
             self.ctx = None
 
 
-def _dask_process(task: StoreTask, item: Item) -> ItemOutcome:
+def _dask_process(task: StoreTask, items: list[Item]) -> list[ItemOutcome]:
     from distributed import get_worker
 
     plugin = get_worker().plugins[PLUGIN_NAME]
     with plugin.lock:
-        return plugin.ctx.process(task, item)
+        return plugin.ctx.process_many(task, items)
 
 
 def _dask_close(dask_worker: Any) -> dict[str, float]:
@@ -116,9 +116,9 @@ def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugin
                 futures.add(client.submit(_dask_process, *nxt, pure=False))
             stopped = False
             for fut in futures:
-                outcome = fut.result()
+                outcomes = fut.result()
                 fut.release()
-                if on_outcome(outcome):
+                if report(outcomes, on_outcome):
                     stopped = True
                 if not stopped:
                     nxt = next(it, None)

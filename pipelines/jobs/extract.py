@@ -113,13 +113,16 @@ def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool =
         extractor = recipe.build(device if device is not None else torch.device("cpu"))
         try:
             parts = extractor.manifest_parts()
+            per_call = max(1, int(extractor.items_per_call(reader, selected)))
         finally:
             if not keep_extractors:
                 extractor.close()
         manifest = build_manifest(kind, cfg, parts, input_fingerprint(reader, items, kind), cfg.root,
                                   label_names=reader.label_names())
         videos = any(it.has("video") for it in items)
-        plan.stores.append(plan_store(kind, cfg, manifest, recipe, selected, videos))
+        store_plan = plan_store(kind, cfg, manifest, recipe, selected, videos)
+        store_plan.items_per_call = per_call
+        plan.stores.append(store_plan)
         if keep_extractors:
             plan.extractors[kind] = extractor
     return plan
@@ -161,6 +164,7 @@ def _store_task(sp: StorePlan, cfg: ExtractConfig) -> StoreTask:
         reader_options_json=json.dumps(cfg.reader_options, sort_keys=True, default=str),
         plugins=tuple(cfg.plugins),
         commit_interval_s=cfg.commit_interval_s,
+        items_per_call=sp.items_per_call,
     )
 
 
@@ -204,13 +208,14 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
             for sp in active:
                 progress.add_store(sp)
 
-            def work() -> Iterator[tuple[StoreTask, Item]]:
+            def work() -> Iterator[tuple[StoreTask, list[Item]]]:
                 for sp in active:
                     st = stats[str(sp.path)]
                     st.started = time.perf_counter()
                     progress.start(str(sp.path))
-                    for item in sp.todo:
-                        yield tasks[str(sp.path)], item
+                    task = tasks[str(sp.path)]
+                    for i in range(0, len(sp.todo), task.items_per_call):
+                        yield task, sp.todo[i: i + task.items_per_call]
 
             def on_outcome(outcome: ItemOutcome) -> bool:
                 st = stats[outcome.store]

@@ -232,6 +232,7 @@ class StorePlan:
     failed: dict[str, str] = field(default_factory=dict)  # recorded failed (key -> error); skipped unless retried
     retry: list[str] = field(default_factory=list)  # failed keys that are in ``todo`` again (--retry-failed)
     missing: list[str] = field(default_factory=list)  # selected items without media for this kind (EEG-only ...)
+    items_per_call: int = 1  # items handed to the extractor together (``FeatureExtractor.items_per_call``)
 
     @property
     def fingerprint(self) -> str:

@@ -1,6 +1,8 @@
 """Runners: the same ``WorkerContext.process`` driven serially, by local processes, or by a dask cluster.
 
-Every runner keeps at most ``max_in_flight`` items submitted at once (memory does not grow with the dataset), hands
+Work comes in groups of items of one store (``StoreTask.items_per_call``: one item, or a few small ones the
+extractor batches together); every group yields one ``ItemOutcome`` per item. Every runner keeps at most
+``max_in_flight`` groups submitted at once (memory does not grow with the dataset), hands
 each ``ItemOutcome`` to ``on_outcome`` as it arrives, and stops submitting when ``on_outcome`` returns True
 (``--fail-fast``); items already running still finish and commit.
 
@@ -25,7 +27,7 @@ from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext, limit_t
 
 log = logging.getLogger(__name__)
 
-Work = tuple[StoreTask, Item]
+Work = tuple[StoreTask, list[Item]]  # a group of items of one store (one item unless the extractor batches items)
 OnOutcome = Callable[[ItemOutcome], bool]  # returns True to stop submitting
 OnCommit = Callable[[dict[str, float]], None]  # seconds of each store's final commit, per worker
 
@@ -33,14 +35,22 @@ OnCommit = Callable[[dict[str, float]], None]  # seconds of each store's final c
 
 
 def run_serial(work: Iterable[Work], ctx: WorkerContext, on_outcome: OnOutcome, on_commit: OnCommit) -> bool:
-    """In-process, one item at a time (the face extractor still overlaps decode with detect/embed inside)."""
+    """In-process, one group at a time (the face extractor still overlaps decode with detect/embed inside)."""
     stopped = False
-    for task, item in work:
-        if on_outcome(ctx.process(task, item)):
+    for task, items in work:
+        if report(ctx.process_many(task, items), on_outcome):
             stopped = True
             break
     on_commit(ctx.close())
     return stopped
+
+
+def report(outcomes: list[ItemOutcome], on_outcome: OnOutcome) -> bool:
+    """Hand every outcome of a group to ``on_outcome``; True when it asked to stop at any of them."""
+    stop = False
+    for outcome in outcomes:
+        stop = on_outcome(outcome) or stop
+    return stop
 
 
 # -- local processes ------------------------------------------------------------------------------------------------
@@ -80,9 +90,9 @@ def _pool_close() -> dict[str, float]:
     return commit_s
 
 
-def _pool_process(task: StoreTask, item: Item) -> ItemOutcome:
+def _pool_process(task: StoreTask, items: list[Item]) -> list[ItemOutcome]:
     assert _POOL_CTX is not None, "worker context not initialised"
-    return _POOL_CTX.process(task, item)
+    return _POOL_CTX.process_many(task, items)
 
 
 def run_processes(work: Iterable[Work], n_workers: int, gpus: tuple[int, ...], plugins: tuple[str, ...],
@@ -108,7 +118,7 @@ def run_processes(work: Iterable[Work], n_workers: int, gpus: tuple[int, ...], p
             raise
 
 
-def _drive(submit: Callable[[StoreTask, Item], Any], work: Iterator[Work], max_in_flight: int,
+def _drive(submit: Callable[[StoreTask, list[Item]], Any], work: Iterator[Work], max_in_flight: int,
            on_outcome: OnOutcome) -> bool:
     pending: set[Any] = set()
     stopped = False
@@ -125,7 +135,7 @@ def _drive(submit: Callable[[StoreTask, Item], Any], work: Iterator[Work], max_i
         finished, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in finished:
             pending.discard(fut)
-            if on_outcome(fut.result()):
+            if report(fut.result(), on_outcome):
                 stopped = True
         fill()
     return stopped

@@ -35,6 +35,7 @@ class StoreTask:
     reader_options_json: str = "{}"
     plugins: tuple[str, ...] = ()
     commit_interval_s: float = 30.0  # a writer commits its buffered items at least this often (and at close)
+    items_per_call: int = 1  # items handed to the extractor together (``FeatureExtractor.items_per_call``)
 
 
 @dataclass
@@ -154,8 +155,14 @@ class WorkerContext:
 
     # -- the work
     def process(self, task: StoreTask, item: Item) -> ItemOutcome:
-        """Claim, extract and write ``item`` into ``task``'s store. Any exception of the item is recorded as its
-        failure (failures are data); only store errors propagate.
+        """Claim, extract and write one item (``process_many`` of one)."""
+        return self.process_many(task, [item])[0]
+
+    def process_many(self, task: StoreTask, items: list[Item]) -> list[ItemOutcome]:
+        """Claim, extract and write each of ``items`` into ``task``'s store, one outcome per item in order. Items
+        another live writer holds are left to it; the rest go to the extractor together (``extract_many``: one
+        call for a group of small items). Any exception of an item is recorded as its failure (failures are data);
+        only store errors propagate.
 
         The writer buffers whole items and commits them as one segment every ``commit_interval_s`` (or when its
         buffer is full, and at close): one segment per item would leave thousands of tiny segments. A kill loses
@@ -163,26 +170,56 @@ class WorkerContext:
         self.ensure_plugins(task.plugins)
         t0 = time.perf_counter()
         writer = self.writer(task)
-        if not writer.claim(item.key):
-            return ItemOutcome(task.path, item.key, "claimed", worker=self.writer_id)
-        stages: dict[str, float] = {}
+        claimed = [writer.claim(item.key) for item in items]
+        mine = [item for item, ok in zip(items, claimed, strict=True) if ok]
+        results, stages = self._extract(task, mine) if mine else ([], {})
+        share = {k: v / max(1, len(mine)) for k, v in stages.items()}  # the group's stage time, split per item
+        seconds = (time.perf_counter() - t0) / max(1, len(mine))
+        pending = iter(results)
+        outcomes = []
+        for item, ok in zip(items, claimed, strict=True):
+            if ok:
+                outcomes.append(self._record(writer, task, item, next(pending), seconds, dict(share)))
+            else:
+                outcomes.append(ItemOutcome(task.path, item.key, "claimed", worker=self.writer_id))
+        return outcomes
+
+    def _extract(self, task: StoreTask, items: list[Item]) -> tuple[list[Any], dict[str, float]]:
+        """Rows or exception per item, and the extractor's stage seconds. If a group call itself fails (not an
+        item: the model), each item is redone alone, so the failure lands on the items as a per-item run would."""
         try:
             extractor = self.extractor(task.recipe)
-            rows = extractor.extract(self.reader(task), item)
-            stages.update(getattr(extractor, "last_stage_s", None) or {})
-            if rows.key != item.key:
-                raise ValueError(f"extractor returned rows for {rows.key!r}, expected {item.key!r}")
-        except Exception as exc:  # one bad item must not stop the run
-            error = _error_line(exc)
-            log.debug("item %s failed:\n%s", item.key, traceback.format_exc())
-            seconds = time.perf_counter() - t0
-            writer.mark_failed(item.key, error, timing_s=seconds)  # written at once, atomically
+            reader = self.reader(task)
+        except Exception as exc:  # every item fails with it, as it would one by one
+            return [exc] * len(items), {}
+        if len(items) == 1:
+            results = _extract_one(extractor, reader, items[0])
+        else:
+            try:
+                results = list(extractor.extract_many(reader, items))
+                if len(results) != len(items):
+                    raise RuntimeError(f"extract_many returned {len(results)} results for {len(items)} items")
+            except Exception:
+                log.debug("extract_many failed; redoing the %d items one by one", len(items), exc_info=True)
+                results = [r for item in items for r in _extract_one(extractor, reader, item)]
+        return results, dict(getattr(extractor, "last_stage_s", None) or {})
+
+    def _record(self, writer: Any, task: StoreTask, item: Item, result: Any, seconds: float,
+                stages: dict[str, float]) -> ItemOutcome:
+        """Write the item's rows (buffered whole) or mark it failed (written at once, atomically)."""
+        if not isinstance(result, Exception) and result.key != item.key:
+            result = ValueError(f"extractor returned rows for {result.key!r}, expected {item.key!r}")
+        if isinstance(result, Exception):
+            error = _error_line(result)
+            log.debug("item %s failed:\n%s", item.key,
+                      "".join(traceback.format_exception(type(result), result, result.__traceback__)))
+            writer.mark_failed(item.key, error, timing_s=seconds)
             return ItemOutcome(task.path, item.key, "failed", 0, seconds, stages, error, self.writer_id)
         t1 = time.perf_counter()
-        writer.write_item(rows, timing_s=t1 - t0)  # buffered whole; commits with the writer's next segment
+        writer.write_item(result, timing_s=seconds)  # commits with the writer's next segment
         stages["write"] = stages.get("write", 0.0) + time.perf_counter() - t1
-        return ItemOutcome(task.path, item.key, "done", rows.n_rows, time.perf_counter() - t0, stages, None,
-                           self.writer_id)
+        return ItemOutcome(task.path, item.key, "done", result.n_rows, seconds + time.perf_counter() - t1, stages,
+                           None, self.writer_id)
 
     def close(self) -> dict[str, float]:
         """Commit and close the writers, release the extractors' models. Safe to call twice. Returns the seconds
@@ -207,6 +244,14 @@ class WorkerContext:
         if errors:
             raise errors[0]
         return commit_s
+
+
+def _extract_one(extractor: Any, reader: DatasetReader, item: Item) -> list[Any]:
+    """``[rows]`` or ``[exception]`` for one item through ``extract`` (the per-item path)."""
+    try:
+        return [extractor.extract(reader, item)]
+    except Exception as exc:  # one bad item must not stop the run
+        return [exc]
 
 
 def _error_line(exc: BaseException) -> str:
