@@ -41,7 +41,7 @@ class SingleVideoReader(DatasetReader):
         super().__init__(video.parent)
         self.video = video
 
-    def items(self) -> list[Item]:
+    def _list_items(self) -> list[Item]:
         return [Item(key=f"video/{self.video.stem}", dataset="video", subject="", session=1, trial=self.video.stem,
                      sources={"video": str(self.video)})]
 

@@ -64,10 +64,17 @@ class DatasetReader(ABC):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset root not found (expected a {self.name} folder)")
+        self._items: list[Item] | None = None
+
+    def items(self) -> list[Item]:
+        """All items, in a stable order, without decoding any media (listed once, then cached)."""
+        if self._items is None:
+            self._items = self._list_items()
+        return list(self._items)
 
     @abstractmethod
-    def items(self) -> list[Item]:
-        """All items, in a stable order, without decoding any media."""
+    def _list_items(self) -> list[Item]:
+        """List the dataset's items; ``items()`` calls it once."""
 
     def video_path(self, item: Item) -> Path | None:
         """The item's video file, for video datasets; None when the item has no video."""

@@ -86,16 +86,10 @@ class DeapReader(DatasetReader):
         self.video_dir = self.root / "face_video"
         self.ratings_path = self.root / "metadata_csv" / "participant_ratings.csv"
         self._cache: FileCache[dict[str, np.ndarray]] = FileCache(cache_subjects)
-        self._items: list[Item] | None = None
         self._missing_video: list[str] = []
         self._bad_files: dict[str, str] = {}
 
     # -- listing -----------------------------------------------------------------------------------------------
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._list_items()
-        return list(self._items)
-
     def missing_video(self) -> list[str]:
         """Keys of listed items without a face video (EEG-only): s23-s32 and the missing last trials."""
         self.items()

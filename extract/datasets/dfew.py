@@ -79,7 +79,6 @@ class DfewReader(DatasetReader):
         self.fps_assumed = float(fps_assumed) if fps_assumed else (25.0 if frames == "all" else 16.0 / 3.0)
         self.frames_root = self.root / "Clip" / FRAME_DIRS[frames]
         self.split_dir = self.root / "EmoLabel_DataSplit"
-        self._items: list[Item] | None = None
         self._missing: list[str] = []
 
     def _split_file(self, part: str, k: int) -> Path:
@@ -97,11 +96,6 @@ class DfewReader(DatasetReader):
                 raise DatasetError(f"{path}: line {line}: clip {clip} listed twice")
             out[clip] = label - 1
         return out
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._list_items()
-        return list(self._items)
 
     def missing_frames(self) -> list[str]:
         """Keys of listed clips whose frame folder is absent (their ``frames()`` raises DatasetError)."""

@@ -68,7 +68,6 @@ class Fer2013Reader(DatasetReader):
         self.variant = variant
         self.csv_path = csv_path
         self._pixels: np.ndarray | None = None  # (rows, 48, 48) uint8 for the CSV variant
-        self._items: list[Item] | None = None
         self._bad_rows: dict[str, str] = {}
 
     def bad_rows(self) -> dict[str, str]:
@@ -76,10 +75,8 @@ class Fer2013Reader(DatasetReader):
         self.items()
         return dict(self._bad_rows)
 
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._list_csv() if self.variant == "csv" else self._list_folders()
-        return list(self._items)
+    def _list_items(self) -> list[Item]:
+        return self._list_csv() if self.variant == "csv" else self._list_folders()
 
     def _list_csv(self) -> list[Item]:
         path = self.csv_path

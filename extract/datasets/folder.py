@@ -43,7 +43,6 @@ class FolderReader(DatasetReader):
         self.kinds = tuple(kinds)
         default_csv = self.root / "labels.csv"
         self.labels_csv = Path(labels_csv) if labels_csv else (default_csv if default_csv.is_file() else None)
-        self._items: list[Item] | None = None
 
     def _labels(self) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
         if self.labels_csv is None:
@@ -61,11 +60,6 @@ class FolderReader(DatasetReader):
         if names and any(_is_int(r["label"]) for r in table.values()):
             raise DatasetError(f"{self.labels_csv}: labels mix class ids and class names; use one kind")
         return table, {name: i for i, name in enumerate(names)}
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._list_items()
-        return list(self._items)
 
     def _files(self) -> list[Path]:
         suffixes = (VIDEO_SUFFIXES if "video" in self.kinds else ()) + (IMAGE_SUFFIXES if "image" in self.kinds else ())

@@ -94,17 +94,11 @@ class RavdessReader(DatasetReader):
         if vocal not in _VOCAL_OPTION:
             raise ValueError(f"vocal must be one of {', '.join(_VOCAL_OPTION)}, got {vocal!r}")
         self.modality, self.vocal, self.strict = modality, vocal, strict
-        self._items: list[Item] | None = None
         self._bad_files: dict[str, str] = {}
 
     def bad_files(self) -> dict[str, str]:
         self.items()
         return dict(self._bad_files)
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._list_items()
-        return list(self._items)
 
     def _actor_dirs(self) -> list[Path]:
         dirs = sorted(p for p in self.root.glob("Actor_*") if p.is_dir())

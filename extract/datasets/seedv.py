@@ -113,7 +113,6 @@ class SeedVReader(DatasetReader):
     def __init__(self, root: str | Path, *, cache_subjects: int = 2) -> None:
         super().__init__(root)
         self._cache: FileCache[dict[int, np.ndarray]] = FileCache(2 * cache_subjects)
-        self._items: list[Item] | None = None
         self._bad_files: dict[str, str] = {}
 
     def _files(self, kind: str) -> dict[str, Path]:
@@ -129,11 +128,6 @@ class SeedVReader(DatasetReader):
     def bad_files(self) -> dict[str, str]:
         self.items()
         return dict(self._bad_files)
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._list_items()
-        return list(self._items)
 
     def _list_items(self) -> list[Item]:
         de_files = self._files("eeg_de")

@@ -45,7 +45,7 @@ class FakeReader(DatasetReader):
         super().__init__(root)
         self.label_offset = label_offset
 
-    def items(self) -> list[Item]:
+    def _list_items(self) -> list[Item]:
         out = []
         for path in sorted((self.root / "vec").glob("*.bin")):
             subject, trial = path.stem.split("_")

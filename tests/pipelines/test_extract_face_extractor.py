@@ -39,7 +39,7 @@ class FramesReader(DatasetReader):
         super().__init__(root)
         self.stills = stills or {}
 
-    def items(self) -> list[Item]:
+    def _list_items(self) -> list[Item]:
         return []
 
     def frames(self, item: Item) -> Iterator[FrameImage]:

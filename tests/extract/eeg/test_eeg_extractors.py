@@ -38,7 +38,7 @@ class FakeDeap(DatasetReader):
         self.trials, self._peripheral = trials, peripheral
         self.channel_names, self.onset_s = list(channel_names), onset_s
 
-    def items(self) -> list[Item]:
+    def _list_items(self) -> list[Item]:
         return [
             Item(key=f"deap/s01/trial{t}", dataset="deap", subject="s01", session=1, trial=t,
                  labels={"valence": 7.5, "arousal": 2.0}, sources={"eeg": "s01.dat"}, fold=3)
@@ -222,7 +222,7 @@ class FakeSeedV(DatasetReader):
         super().__init__(root)
         self.feats = feats
 
-    def items(self) -> list[Item]:
+    def _list_items(self) -> list[Item]:
         return [Item(key="seedv/3/s2t05", dataset="seedv", subject="3", session=2, trial="05",
                      labels={"emotion": 4}, fold=1)]
 
