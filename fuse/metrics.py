@@ -52,12 +52,18 @@ def fold_table(predictions: pd.DataFrame) -> pd.DataFrame:
     for fold, part in predictions.groupby("fold", sort=False):
         rec: dict[str, Any] = {"fold": fold, "n_test": len(part), "n_test_items": int(part["item"].nunique()),
                                "majority_class": int(part["y_baseline"].iloc[0])}
-        rec.update(scores(part["y_true"].to_numpy(), part["y_pred"].to_numpy()))
-        rec.update({f"baseline_{k}": v for k, v in scores(part["y_true"].to_numpy(),
-                                                           part["y_baseline"].to_numpy()).items()})
-        rec["delta_accuracy"] = rec["accuracy"] - rec["baseline_accuracy"]
+        rec.update(_model_and_baseline(part))
         records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def _model_and_baseline(part: pd.DataFrame) -> dict[str, Any]:
+    """Scores of the model and of the majority baseline on the same rows, and the accuracy gap."""
+    y_true = part["y_true"].to_numpy()
+    rec = dict(scores(y_true, part["y_pred"].to_numpy()))
+    rec.update({f"baseline_{k}": v for k, v in scores(y_true, part["y_baseline"].to_numpy()).items()})
+    rec["delta_accuracy"] = rec["accuracy"] - rec["baseline_accuracy"]
+    return rec
 
 
 def subject_table(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -65,10 +71,7 @@ def subject_table(predictions: pd.DataFrame) -> pd.DataFrame:
     records = []
     for subject, part in predictions.groupby("subject", sort=True):
         rec: dict[str, Any] = {"subject": subject, "n_test": len(part)}
-        rec.update(scores(part["y_true"].to_numpy(), part["y_pred"].to_numpy()))
-        rec.update({f"baseline_{k}": v for k, v in scores(part["y_true"].to_numpy(),
-                                                           part["y_baseline"].to_numpy()).items()})
-        rec["delta_accuracy"] = rec["accuracy"] - rec["baseline_accuracy"]
+        rec.update(_model_and_baseline(part))
         records.append(rec)
     return pd.DataFrame.from_records(records)
 

@@ -8,6 +8,7 @@ NaN rows where a role is missing (late fusion then uses the roles a row has).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,16 +186,12 @@ class Early(Strategy):
         arrays, meta = self.branch.state()
         arrays = prefixed("joint", arrays)
         meta = {"joint": meta}
-        for role, prep in self.preps.items():
-            a, m = prep.state()
-            arrays |= prefixed(f"{role}.prep", a)
-            meta[f"{role}.prep"] = m
+        arrays |= _preps_state(self.preps, meta)
         return arrays, meta
 
     def load_state(self, arrays: Arrays, meta: dict[str, Any]) -> None:
         self.branch = _Branch.from_state(unprefixed("joint", arrays), meta["joint"])
-        self.preps = {r: Preprocessor.from_state(unprefixed(f"{r}.prep", arrays), meta[f"{r}.prep"])
-                      for r in self.roles}
+        self.preps = _preps_from_state(self.roles, arrays, meta)
 
 
 @STRATEGIES.register("late")
@@ -356,17 +353,28 @@ class CrossModal(Strategy):
         arrays, cm = self.clf.state()
         arrays = prefixed("clf", arrays)
         meta: dict[str, Any] = {"clf": cm}
-        for role, prep in self.preps.items():
-            a, m = prep.state()
-            arrays |= prefixed(f"{role}.prep", a)
-            meta[f"{role}.prep"] = m
+        arrays |= _preps_state(self.preps, meta)
         return arrays, meta
 
     def load_state(self, arrays: Arrays, meta: dict[str, Any]) -> None:
         self.clf = classifier_from_state(unprefixed("clf", arrays), meta["clf"])
-        self.preps = {r: Preprocessor.from_state(unprefixed(f"{r}.prep", arrays), meta[f"{r}.prep"])
-                      for r in self.roles}
+        self.preps = _preps_from_state(self.roles, arrays, meta)
 
 
 def create_strategy(cfg: FuseConfig, n_classes: int, seed: int | None = None) -> Strategy:
     return STRATEGIES.create(cfg.strategy, cfg=cfg, n_classes=n_classes, seed=cfg.seed if seed is None else seed)
+
+
+def _preps_state(preps: dict[str, Preprocessor], meta: dict[str, Any]) -> Arrays:
+    """The arrays of each role's preprocessor under ``<role>.prep``; their metadata goes into ``meta``."""
+    arrays: Arrays = {}
+    for role, prep in preps.items():
+        a, m = prep.state()
+        arrays |= prefixed(f"{role}.prep", a)
+        meta[f"{role}.prep"] = m
+    return arrays
+
+
+def _preps_from_state(roles: Sequence[str], arrays: Arrays, meta: dict[str, Any]) -> dict[str, Preprocessor]:
+    """Inverse of ``_preps_state``."""
+    return {r: Preprocessor.from_state(unprefixed(f"{r}.prep", arrays), meta[f"{r}.prep"]) for r in roles}

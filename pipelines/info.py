@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,14 @@ def _version(dist: str) -> str:
 
 
 def hub_status(timeout_s: float = 1.5) -> str:
-    """'offline mode (HF_HUB_OFFLINE)', 'reachable' or 'unreachable', decided within ``timeout_s``."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").lower() in {"1", "true", "yes", "on"}:
-            return f"offline mode ({var}=1)"
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://", 1)[-1].split("/")[0]
-    try:
-        with socket.create_connection((host, 443), timeout=timeout_s):
-            return f"reachable ({host})"
-    except OSError:
-        return f"unreachable ({host}); only cached or local models can be used"
+    """'offline mode (HF_HUB_OFFLINE=1)', 'reachable' or why not, decided within ``timeout_s``."""
+    from extract.backbones.hub import hub_unreachable_reason, offline_mode
+
+    var = offline_mode()
+    if var:
+        return f"offline mode ({var}=1)"
+    reason = hub_unreachable_reason(timeout_s)
+    return "reachable" if reason is None else f"{reason}; only cached or local models can be used"
 
 
 def hf_cache_dir() -> str:
