@@ -26,9 +26,6 @@ def small() -> tuple[ModalityData, ModalityData]:
 @pytest.fixture(scope="session")
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The planted EEG and face stores of a 'deap' dataset, written through store.create_store."""
-    store = pytest.importorskip("store")
-    if not hasattr(store, "create_store"):
-        pytest.skip("the store API (store.create_store) has not landed yet")
     directory = tmp_path_factory.mktemp("cache")
     root = tmp_path_factory.mktemp("DEAP")
     write_planted_stores(directory, PLANTED, dataset_root=str(root))
