@@ -131,7 +131,8 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, str]:
 def count_rows(cache: Path) -> int:
     from store import open_store
 
-    return sum(len(open_store(p).read().rows) for p in sorted((cache / "deap").glob("face-*")))
+    stores = [p for p in sorted((cache / "deap").glob("face-*")) if p.suffix in (".zarr", ".h5")]
+    return sum(len(open_store(p).read().rows) for p in stores)
 
 
 def bench_end_to_end(model_dir: Path, checkpoint: Path, work: Path, gpu: str, dtype: str,
