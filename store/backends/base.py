@@ -28,7 +28,7 @@ from store.registry import Registry
 class EmbeddingsReader(ABC):
     """Random access to one segment's embeddings; ``read`` fills ``out`` (any float dtype; cast as needed)."""
 
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     dtype: np.dtype
 
     @abstractmethod
@@ -61,12 +61,14 @@ class ChunkFileReader(EmbeddingsReader):
 
     piece_bytes = 8 << 20
 
-    def __init__(self, path: Path, shape: tuple[int, int], dtype: np.dtype, chunk_rows: int) -> None:
+    fill_value: Any = 0  # what an absent chunk reads as (the array's ``fill_value``)
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int) -> None:
         self.path = Path(path)
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.shape = tuple(int(d) for d in shape)  # type: ignore[assignment]
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.chunk_rows = int(chunk_rows)
-        self.row_bytes = self.shape[1] * self.dtype.itemsize
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self._fds: dict[int, int] = {}
 
     @abstractmethod
@@ -120,7 +122,7 @@ class ChunkFileReader(EmbeddingsReader):
 
     def _read_job(self, file_no: int | None, offset: int, out: np.ndarray) -> None:
         if file_no is None:
-            out[...] = 0
+            out[...] = self.fill_value
             return
         direct = out.dtype == self.dtype and out.flags.c_contiguous
         buf = out if direct else np.empty(out.shape, self.dtype)
