@@ -41,7 +41,7 @@ from store.backends.base import (
     pread_into,
 )
 from store.errors import CorruptSegmentError
-from store.layout import SEGMENT_ATTR, fsync_tree
+from store.layout import COMPACT_ATTR, SEGMENT_ATTR, fsync_tree
 
 _SEP = "."
 _EMB = "embeddings"
@@ -470,12 +470,38 @@ class ZarrBackend(SegmentBackend):
         z = zarr.open_array(str(Path(path) / _EMB), mode="r")
         return da.from_zarr(z, name=name), None
 
+    def base_path(self, root):  # type: ignore[override]
+        return Path(root)
+
+    def base_stamp(self, root):  # type: ignore[override]
+        try:
+            st = os.stat(Path(root) / "zarr.json")
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read_base_attrs(self, root):  # type: ignore[override]
+        from store.backends.zarr_base import read_zarr_base
+
+        return read_zarr_base(Path(root))
+
+    def open_base(self, tmp, n_rows, row_shape, dtype, chunk_rows, shard_rows):  # type: ignore[override]
+        from store.backends.zarr_base import ZarrBaseWriter
+
+        return ZarrBaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows)
+
+    def publish_base(self, root, tmp, old, generation, *, durable):  # type: ignore[override]
+        from store.backends.zarr_base import publish_zarr_base
+
+        publish_zarr_base(Path(root), Path(tmp), old, generation, durable=durable)
+
     @contextmanager
     def open_plain(self, path) -> Iterator[Mapping[str, Any]]:  # type: ignore[override]
         import zarr
 
         group = zarr.open_group(str(path), mode="r")
-        arrays: dict[str, Any] = {"__attrs__": dict(group.attrs).get(SEGMENT_ATTR)}
+        attrs = dict(group.attrs)
+        arrays: dict[str, Any] = {"__attrs__": attrs.get(SEGMENT_ATTR, attrs.get(COMPACT_ATTR))}
         for name, node in group.members(max_depth=None):
             if isinstance(node, zarr.Array):
                 arrays[name] = _AsObject(node) if node.dtype.kind in "OTU" else node
