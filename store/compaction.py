@@ -38,6 +38,7 @@ from store.layout import (
     MANIFEST_ATTR,
     SEGMENT_FORMAT,
     SEGMENT_FORMAT_VERSION,
+    crash_point,
     fsync_dir,
     hostname,
     now_iso,
@@ -45,6 +46,7 @@ from store.layout import (
     tmp_name,
 )
 from store.reader import SegmentInfo, Store, _merge_consecutive
+from store.rows import _table_from_index
 from store.schema import LABEL_PREFIX, QUALITY_PREFIX, ROW_COLUMNS
 from store.sizing import DEFAULT_SEGMENT_BYTES
 
@@ -109,23 +111,29 @@ def _merged_dtype(name: str, dtypes: Sequence[np.dtype]) -> np.dtype:
 
 
 def _read_sources(store: Store, segments: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Every per-row array but the embeddings of each segment (through the plain zarr/h5py readers)."""
+    """Every per-row array but the embeddings of each segment: the index columns from its item index, the
+    others (t_start_s, labels, quality, whatever else a writer added) from the files."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for name in segments:
         info = store._segments[name]
-        logical = {info.physical(a): a for a in info.attrs.get("compacted", {}).get("arrays", {})}
-        arrays: dict[str, np.ndarray] = {}
-        with store._backend.open_plain(info.path) as plain:
-            for key, arr in plain.items():
-                if key == "__attrs__":
-                    continue
-                key = logical.get(key, key) if info.is_base else key
-                if key == _EMB or (info.is_base and key not in logical.values()):
-                    continue
-                values = np.asarray(arr[:])
-                if values.shape[:1] != (info.n_rows,):
-                    raise StoreError(f"{info.path}: array {key} has {values.shape[:1]} rows, expected {info.n_rows}")
-                arrays[key] = values.astype(object) if values.dtype.kind in "OUTS" else values
+        physical = store._backend.array_names(info.path)
+        if info.is_base:
+            logical = {flat: a for a, flat in info.attrs["compacted"]["arrays"].items()}
+            physical = [p for p in physical if p in logical]
+        else:
+            logical = {p: p for p in physical}
+        from_index = {f"rows/{c}" for c in ("item", "subject", "session", "trial", "row", "fold")}
+        wanted = [p for p in physical if logical[p] != _EMB and logical[p] not in from_index]
+        cols = store._backend.read_columns(info.path, wanted)
+        arrays = {logical[p]: np.asarray(v) for p, v in cols.items()}
+        table = _table_from_index(info.items, {"rows/t_start_s": arrays["rows/t_start_s"],
+                                               "rows/t_end_s": arrays["rows/t_end_s"]})
+        arrays.update({c: table[c.partition("/")[2]] for c in from_index})
+        for key, values in arrays.items():
+            if values.shape[:1] != (info.n_rows,):
+                raise StoreError(f"{info.path}: array {key} has {values.shape[:1]} rows, expected {info.n_rows}")
+            if values.dtype.kind in "OUTS":
+                arrays[key] = values.astype(object)
         out[name] = arrays
     return out
 
@@ -223,6 +231,7 @@ def _drop(store: Store, segments: Sequence[SegmentInfo], durable: bool) -> int:
             continue
         if durable:
             fsync_dir(info.path.parent)
+        crash_point("dropping")
         remove_path(aside)
     return len(segments)
 
@@ -307,8 +316,10 @@ def compact_store(path: str | Path, *, durable: bool = True) -> CompactionResult
         tmp = store.path / tmp_name(store._backend.suffix)
         old = store._segments.get(BASE_NAME)
         index, written = _build(store, tmp, durable)
+        crash_point("built")
         store._backend.publish_base(store.path, tmp, None if old is None else old.attrs,
                                     int(index["compacted"]["generation"]), durable=durable)
+        crash_point("published")
         store.refresh()
         removed += _drop(store, _covered(store), durable)
         store.refresh()

@@ -60,6 +60,14 @@ def io_pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def crash_point(step: str) -> None:
+    """Die here with SIGKILL when ``MMER_STORE_CRASH_AT`` names ``step`` (the crash tests kill every step)."""
+    if os.environ.get("MMER_STORE_CRASH_AT") == step:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

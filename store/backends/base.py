@@ -236,6 +236,10 @@ class SegmentBackend(ABC):
         """The named 1-D columns as numpy arrays (strings as object arrays of ``str``)."""
 
     @abstractmethod
+    def array_names(self, path: Path) -> list[str]:
+        """Every array of the segment (or base), e.g. ``["embeddings", "labels/valence", "rows/item", ...]``."""
+
+    @abstractmethod
     def embeddings_reader(self, path: Path) -> EmbeddingsReader:
         """A reader over the segment's embeddings (close it, or use ``with``)."""
 

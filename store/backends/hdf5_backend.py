@@ -214,6 +214,14 @@ class HDF5Backend(SegmentBackend):
                 out[name] = ds.asstr()[:].astype(object) if _is_str(ds) else ds[:]
         return out
 
+    def array_names(self, path):  # type: ignore[override]
+        import h5py
+
+        out: list[str] = []
+        with _open(Path(path)) as f:
+            f.visititems(lambda name, obj: out.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return sorted(out)
+
     def embeddings_reader(self, path):  # type: ignore[override]
         return _chunk_reader(Path(path)) or _H5Embeddings(Path(path))
 

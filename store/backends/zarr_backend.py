@@ -41,7 +41,7 @@ from store.backends.base import (
     pread_into,
 )
 from store.errors import CorruptSegmentError
-from store.layout import COMPACT_ATTR, SEGMENT_ATTR, fsync_tree
+from store.layout import COMPACT_ATTR, SEGMENT_ATTR, SEGMENTS_DIR, fsync_tree
 
 _SEP = "."
 _EMB = "embeddings"
@@ -430,6 +430,18 @@ class ZarrBackend(SegmentBackend):
                 arr = zarr.open_array(str(apath), mode="r")[:]
                 out[name] = np.asarray(arr).astype(object) if meta.get("data_type") == "string" else np.asarray(arr)
         return out
+
+    def array_names(self, path):  # type: ignore[override]
+        root = Path(path)
+        out = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [] if Path(dirpath) == root / SEGMENTS_DIR else sorted(dirnames)
+            if "zarr.json" in filenames and Path(dirpath) != root:
+                with open(Path(dirpath) / "zarr.json", "rb") as fh:
+                    if json.loads(fh.read()).get("node_type") == "array":
+                        out.append(Path(dirpath).relative_to(root).as_posix())
+                        dirnames[:] = []
+        return sorted(out)
 
     @staticmethod
     def _read_raw_1d(apath: Path, meta: Mapping[str, Any]) -> np.ndarray:

@@ -35,7 +35,7 @@ from store.backends.zarr_backend import (
     _write_column,
     _write_json,
 )
-from store.layout import COMPACT_ATTR, SEGMENT_ATTR, SEGMENTS_DIR, fsync_dir, fsync_tree, remove_path, tmp_name
+from store.layout import COMPACT_ATTR, crash_point, SEGMENT_ATTR, SEGMENTS_DIR, fsync_dir, fsync_tree, remove_path, tmp_name
 
 _EMB = "embeddings"
 RESERVED = frozenset({SEGMENTS_DIR, "status", "claims"})
@@ -169,19 +169,23 @@ def publish_zarr_base(root: Path, tmp: Path, old: Mapping[str, Any] | None, gene
     """Swap the base at ``tmp`` into ``root``; see the module docstring for why each step is safe."""
     if old is not None:
         keep_as_segment(root, old, generation - 1, durable=durable)
+    crash_point("kept")
     try:
         os.unlink(root / "zarr.json")  # from here until the last replace the segments serve every item
     except FileNotFoundError:
         pass
     if durable:
         fsync_dir(root)
+    crash_point("unlinked")
     new = sorted(p.name for p in tmp.iterdir() if p.is_dir())
     for entry in sorted(os.listdir(root)):
         p = root / entry
         if entry not in RESERVED and not entry.startswith(".") and p.is_dir() and (p / "zarr.json").exists():
             remove_path(p)  # arrays of an earlier base (their bytes live on in the kept segment)
-    for name in new:
+    for i, name in enumerate(new):
         os.rename(tmp / name, root / name)
+        if i == len(new) // 2:
+            crash_point("swapping")
     if durable:
         fsync_dir(root)
     os.replace(tmp / "zarr.json", root / "zarr.json")  # the commit
