@@ -104,7 +104,7 @@ def _merged_dtype(name: str, dtypes: Sequence[np.dtype]) -> np.dtype:
     if group == "labels":
         return np.dtype(np.float64)
     if group == "quality":
-        return np.dtype(bool) if all(d == bool for d in dtypes) else np.dtype(np.float32)
+        return np.dtype(bool) if all(d.kind == "b" for d in dtypes) else np.dtype(np.float32)
     if any(d.kind in "OUTS" for d in dtypes):
         return np.dtype(object)
     return np.result_type(*dtypes)

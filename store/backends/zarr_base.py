@@ -35,7 +35,16 @@ from store.backends.zarr_backend import (
     _write_column,
     _write_json,
 )
-from store.layout import COMPACT_ATTR, crash_point, SEGMENT_ATTR, SEGMENTS_DIR, fsync_dir, fsync_tree, remove_path, tmp_name
+from store.layout import (
+    COMPACT_ATTR,
+    SEGMENT_ATTR,
+    SEGMENTS_DIR,
+    crash_point,
+    fsync_dir,
+    fsync_tree,
+    remove_path,
+    tmp_name,
+)
 
 _EMB = "embeddings"
 RESERVED = frozenset({SEGMENTS_DIR, "status", "claims"})

@@ -131,6 +131,7 @@ def _crash(path: Path, step: str | None, delay_s: float = 0.0) -> int:
     return proc.returncode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("backend", "steps"), [
     ("zarr", ["built", "kept", "unlinked", "swapping", "published", "dropping", None]),
     ("hdf5", ["built", "published", "dropping", None]),
