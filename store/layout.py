@@ -8,6 +8,8 @@ On-disk layout of a store directory (see ``docs/stores.md`` for the full descrip
                           (a segment being written, or a dead writer's leftover: readers ignore it)
     status/failed/        <escaped key>.json failure records
     claims/               <escaped key>.claim work claims of live writers
+    zarr.json, embeddings/, item/, ...   (zarr, after compaction) the compacted base: ONE standard Zarr v3 group
+    store.h5              (hdf5, after compaction) the compacted base: ONE HDF5 file
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ STORE_FORMAT_VERSION = 1
 SEGMENT_FORMAT = "mmer-segment"
 SEGMENT_FORMAT_VERSION = 1
 SEGMENT_ATTR = "mmer_segment"  # the group/file attribute holding the segment's JSON index
+COMPACT_ATTR = "mmer_compacted"  # root attribute: the compacted base's index (a segment index + "compacted")
+MANIFEST_ATTR = "mmer_manifest"  # root attribute: the store manifest
+LAYOUT_ATTR = "mmer_layout"
+COMPACT_LAYOUT = "mmer-compacted/1"  # the name of the compacted layout (docs/stores.md)
+COMPACT_H5 = "store.h5"  # the compacted base file of an hdf5 store
+BASE_NAME = "(compacted)"  # the base's name among a Store's segments; sorts before every segment name
+COMPACTION_LOCK = "~compaction"  # claim key held while a store is compacted
 TMP_PREFIX = ".tmp~"
 STALE_PREFIX = ".stale~"
 
@@ -49,6 +58,14 @@ def io_pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="store-io")
     return _POOL
+
+
+def crash_point(step: str) -> None:
+    """Die here with SIGKILL when ``MMER_STORE_CRASH_AT`` names ``step`` (the crash tests kill every step)."""
+    if os.environ.get("MMER_STORE_CRASH_AT") == step:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def now_iso() -> str:

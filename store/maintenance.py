@@ -84,6 +84,9 @@ def verify_store(store: Store, *, checksums: bool = True) -> list[str]:
 def _verify_segment(store: Store, seg: SegmentInfo, checksums: bool) -> list[str]:
     try:
         with store._backend.open_plain(seg.path) as arrays:
+            if seg.is_base:  # flat names -> the segment names the index uses; the feature-name coordinate aside
+                logical = {flat: name for name, flat in seg.attrs["compacted"]["arrays"].items()}
+                arrays = {logical.get(k, k): v for k, v in arrays.items() if k in logical or k == "__attrs__"}
             return _check_arrays(store, seg, arrays, checksums)
     except Exception as exc:  # any failure to read is the finding
         return [f"unreadable with plain {store.backend} ({type(exc).__name__}: {exc})"]
@@ -219,7 +222,7 @@ def collect_garbage(
 
 def _store_garbage(store: Store, min_age_s: float, claim_ttl_s: float, now: float) -> list[GcAction]:
     actions: list[GcAction] = []
-    for sub in (store.segments_dir, store.failed_dir, store.claims_dir):
+    for sub in (store.path, store.segments_dir, store.failed_dir, store.claims_dir):
         try:
             names = sorted(os.listdir(sub))
         except FileNotFoundError:
@@ -246,6 +249,8 @@ def _store_garbage(store: Store, min_age_s: float, claim_ttl_s: float, now: floa
             actions.append(GcAction(store.failed_dir / (escape_key(key) + ".json"), f"failure of {key!r} superseded"))
     dups = store.duplicates()
     for name, seg in sorted(store._segments.items()):
+        if seg.is_base:
+            continue
         keys = [it["key"] for it in seg.items]
         if keys and all(k in dups and store._loc[k].segment != name for k in keys):
             actions.append(GcAction(seg.path, "every item is a duplicate of an earlier segment"))

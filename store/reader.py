@@ -20,6 +20,7 @@ import pandas as pd
 from store.backends import BACKENDS, EmbeddingsReader, SegmentBackend, create_backend
 from store.errors import ItemNotFound, NotAStoreError, StoreError
 from store.layout import (
+    BASE_NAME,
     CLAIMS_DIR,
     FAILED_DIR,
     MANIFEST_FILE,
@@ -60,6 +61,16 @@ class SegmentInfo:
     def columns(self) -> dict[str, str]:
         """Label and quality columns of this segment: ``{"labels/valence": "float64", "quality/x": "bool"}``."""
         return dict(self.attrs.get("columns", {}))
+
+    @property
+    def is_base(self) -> bool:
+        """True for the compacted base (``store.compaction``), whose arrays have flat names."""
+        return "compacted" in self.attrs
+
+    def physical(self, name: str) -> str:
+        """Where array ``name`` (e.g. ``rows/t_start_s``) is stored: the same name in a segment, the flat name
+        (``t_start_s``) in the compacted base."""
+        return self.attrs.get("compacted", {}).get("arrays", {}).get(name, name)
 
 
 @dataclass(frozen=True)
@@ -126,12 +137,24 @@ class Store:
         self._tables: dict[str, dict[str, np.ndarray]] = {}
         self._failed_cache: dict[str, tuple[int, dict[str, Any] | None]] = {}
         self._handles: list[Any] = []
+        self._base_stamp: tuple[int, int, int] | None = None
         self._scan_segments()
 
     # -- identity
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """Names of the ``dim`` embedding columns from the manifest (e.g. ``Fp1_delta``), or None."""
+        names = [str(v) for v in (self.manifest.feature_names or [])]
+        return names if len(names) == self.dim else None
+
+    @property
+    def compacted(self) -> bool:
+        """True once ``compact_store`` has given the store a compacted base (``xr.open_zarr(path)`` etc. work)."""
+        return BASE_NAME in self._segments
 
     @property
     def segments_dir(self) -> Path:
@@ -164,18 +187,41 @@ class Store:
         suffix = self._backend.suffix
         return sorted(n for n in names if not n.startswith(".") and n.endswith(suffix))
 
+    def _scan_base(self) -> bool:
+        """Load the compacted base when it changed since the last scan; True if it did."""
+        stamp = self._backend.base_stamp(self.path)
+        if stamp == self._base_stamp:
+            return False
+        self._base_stamp = stamp
+        self._segments.pop(BASE_NAME, None)
+        self._bad_segments.pop(BASE_NAME, None)
+        self._tables.pop(BASE_NAME, None)
+        if stamp is None:
+            return True
+        try:
+            attrs = self._backend.read_base_attrs(self.path)
+            if attrs is None or attrs.get("format") != SEGMENT_FORMAT or not isinstance(attrs.get("items"), list):
+                raise StoreError("the compacted base has no valid mmer_compacted index")
+        except Exception as exc:  # reported by verify; the segments still serve
+            self._bad_segments[BASE_NAME] = f"{type(exc).__name__}: {exc}"
+            log.warning("store %s: compacted base is unreadable and ignored: %s", self.path, exc)
+            return True
+        self._segments[BASE_NAME] = SegmentInfo(BASE_NAME, self._backend.base_path(self.path), attrs)
+        return True
+
     def _scan_segments(self) -> None:
         names = self._segment_names()
-        known = set(self._segments) | set(self._bad_segments)
+        base_changed = self._scan_base()
+        known = (set(self._segments) | set(self._bad_segments)) - {BASE_NAME}
         current = set(names)
-        if current == known:
+        if current == known and not base_changed:
             return
         removed = known - current
         for name in removed:
             self._segments.pop(name, None)
             self._bad_segments.pop(name, None)
             self._tables.pop(name, None)
-        if removed:
+        if removed or base_changed:
             self._loc.clear()
             self._dups.clear()
             for name in sorted(self._segments):
@@ -312,8 +358,9 @@ class Store:
         if table is not None:
             return table
         info = self._segments[name]
-        extra = list(info.columns)
-        cols = self._backend.read_columns(info.path, ["rows/t_start_s", "rows/t_end_s", *extra])
+        names = ["rows/t_start_s", "rows/t_end_s", *info.columns]
+        physical = self._backend.read_columns(info.path, [info.physical(n) for n in names])
+        cols = {n: physical[info.physical(n)] for n in names}
         table = _table_from_index(info.items, cols)
         self._tables[name] = table
         return table
@@ -381,7 +428,7 @@ class Store:
         runs = self._runs(items, order)
         table = self._assemble(runs, columns)
         if not embeddings:
-            return StoreData(None, table)
+            return StoreData(None, table, self.feature_names)
         out = np.empty((len(table), self.dim), dtype=self.dtype if dtype is None else np.dtype(dtype))
         by_segment: dict[str, list[tuple[int, int, int]]] = {}
         dst = 0
@@ -392,7 +439,7 @@ class Store:
             merged = _merge_runs(seg_runs)
             with self._backend.embeddings_reader(self._segments[seg].path) as reader:
                 _read_runs(reader, merged, out)
-        return StoreData(out, table)
+        return StoreData(out, table, self.feature_names)
 
     def iter_items(
         self, items: Sequence[str] | None = None, *, dtype: Any = np.float32
@@ -424,8 +471,9 @@ class Store:
             for reader in readers.values():
                 reader.close()
 
-    def to_dask(self, *, order: Order = "item", dtype: Any = None) -> Any:
-        """All committed embeddings as a lazy ``dask.array`` (n, dim), rows in the order of ``rows(order=...)``.
+    def to_dask(self, *, order: Order = "item", dtype: Any = None, rows: bool = False) -> Any:
+        """All committed embeddings as a lazy ``dask.array`` (n, dim), rows in the order of ``rows(order=...)``;
+        with ``rows=True`` a ``StoreData(dask array, row table)`` (``x, table = store.to_dask(rows=True)``).
 
         ``order="item"`` matches ``read()``/``rows()``; ``order="segment"`` is the segments' own order (one
         block per segment, cheapest graph) and matches ``rows(order="segment")``. Duplicate copies of an item
@@ -433,6 +481,8 @@ class Store:
         """
         import dask.array as da
 
+        if rows:
+            return StoreData(self.to_dask(order=order, dtype=dtype), self.rows(order=order), self.feature_names)
         runs = self._runs(None, order)
         if not runs:
             return da.zeros((0, self.dim), dtype=self.dtype if dtype is None else dtype, chunks=(1, self.dim))
@@ -449,6 +499,18 @@ class Store:
             blocks.append(arrays[seg][start : start + n])
         x = blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=0)
         return x if dtype is None else x.astype(dtype)
+
+    def to_xarray(self, *, dtype: Any = None) -> Any:
+        """An ``xarray.Dataset``: lazy (dask) ``embeddings (row, dim)``, every row-table column on ``row``, the
+        feature names as the ``dim`` coordinate, the manifest in ``attrs["mmer_manifest"]``; the same variables
+        (and values) ``xr.open_zarr`` gives on a compacted zarr store."""
+        import xarray as xr
+
+        data = self.to_dask(dtype=dtype, rows=True)
+        variables = {"embeddings": (("row", "dim"), data.embeddings)}
+        variables.update({c: ("row", _plain(data.rows[c])) for c in data.rows.columns})
+        coords = {"dim": np.array(self.feature_names, dtype=object)} if self.feature_names else {}
+        return xr.Dataset(variables, coords=coords, attrs={"mmer_manifest": self._manifest_raw})
 
     # -- health and summary
     def verify(self, *, checksums: bool = True) -> list[str]:
@@ -507,6 +569,12 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _plain(column: pd.Series) -> np.ndarray:
+    """A row-table column as numpy (pandas strings as an object array of ``str``)."""
+    values = column.to_numpy()
+    return values.astype(object) if values.dtype.kind in "OUT" or str(column.dtype) == "str" else values
 
 
 def _merge_runs(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

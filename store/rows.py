@@ -3,7 +3,7 @@ table from its index and assemble tables into typed DataFrames (no I/O here)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +18,23 @@ _STR_COLUMNS = tuple(k for k, v in ROW_COLUMNS.items() if v == "str")
 
 @dataclass
 class StoreData:
-    """Rows read from a store: ``embeddings`` (n, dim) or None, and the row table ``rows`` in the same order."""
+    """Rows read from a store: ``embeddings`` (n, dim) or None, and the row table ``rows`` in the same order.
 
-    embeddings: np.ndarray | None
+    Unpacks as a pair: ``emb, rows = store.read()``. ``feature_names``: names of the ``dim`` columns (e.g. EEG
+    ``Fp1_delta``), or None when the manifest has none.
+    """
+
+    embeddings: Any
     rows: pd.DataFrame
+    feature_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        """``embeddings, rows = data``."""
+        yield self.embeddings
+        yield self.rows
 
     def __getitem__(self, name: str) -> Any:
         """``data["embeddings"]`` or a row-table column, e.g. ``data["item"]``."""

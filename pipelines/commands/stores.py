@@ -1,4 +1,4 @@
-"""``pipeline stores ls|info|verify|gc``: list, inspect, check and clean embedding stores (thin over ``store``)."""
+"""``pipeline stores ls|info|verify|gc|compact``: list, inspect, check and clean embedding stores (thin over ``store``)."""
 
 from __future__ import annotations
 
@@ -149,3 +149,34 @@ def gc(
     for action in actions:
         console.print(f"{verb} {action.path}  ({action.reason})", highlight=False)
     console.print(f"{verb} {len(actions)} path(s)" if actions else "nothing to remove")
+
+
+@stores_app.command("compact")
+def compact(
+    directory: Annotated[Path, typer.Argument(help="A store, or a directory searched for stores.")],
+) -> None:
+    """Merge each store's committed segments into ONE standard hierarchy (zarr: the store directory is a Zarr v3
+    group that xr.open_zarr / zarr.open_group / da.from_zarr open; hdf5: STORE/store.h5). Crash-safe; the store
+    stays writable."""
+    from store import StoreError, compact_store, list_stores
+
+    console = _console()
+    paths = list_stores(directory)
+    if not paths:
+        console.print(f"no stores under {directory}")
+        return
+    failed = 0
+    for path in paths:
+        try:
+            r = compact_store(path)
+        except StoreError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        if r.compacted:
+            console.print(f"{path}: compacted {r.items} items, {r.rows} rows ({r.layout}) in {r.seconds:.2f} s, "
+                          f"{r.mib_per_s:.1f} MiB/s; removed {r.removed_segments} segment(s)", highlight=False)
+        else:
+            console.print(f"{path}: already compacted ({r.items} items)", highlight=False)
+    if failed:
+        raise typer.Exit(1)

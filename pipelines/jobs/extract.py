@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -168,6 +169,21 @@ def _store_task(sp: StorePlan, cfg: ExtractConfig) -> StoreTask:
     )
 
 
+def compact_finished(path: Path) -> None:
+    """Fold a finished job's segments into the store's compacted base (plain zarr/xarray/h5py open it); a
+    failure is logged, never fatal: the segments keep serving and ``pipeline stores compact`` retries."""
+    from store import StoreError, compact_store
+
+    try:
+        result = compact_store(path)
+    except (StoreError, OSError) as exc:
+        log.warning("compacting %s failed (the segments still serve; retry with `pipeline stores compact`): %s",
+                    path, exc)
+        return
+    if result.compacted:
+        log.info("compacted %s: %d rows, %.1f MiB/s", path, result.rows, result.mib_per_s)
+
+
 def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
     """Plan, (unless dry-run) run, summarise. Returns the plan, per-store summaries and the exit code."""
     from pipelines.logs import console as log_console
@@ -257,6 +273,8 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
     for sp in plan.stores:
         st = stats[str(sp.path)]
         totals = None
+        if sp.path.exists() and not stopped:
+            compact_finished(sp.path)
         if sp.path.exists():
             done, failed = existing_status(sp.path)
             totals = (len(done), len(failed))

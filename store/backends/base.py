@@ -28,7 +28,7 @@ from store.registry import Registry
 class EmbeddingsReader(ABC):
     """Random access to one segment's embeddings; ``read`` fills ``out`` (any float dtype; cast as needed)."""
 
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     dtype: np.dtype
 
     @abstractmethod
@@ -61,12 +61,14 @@ class ChunkFileReader(EmbeddingsReader):
 
     piece_bytes = 8 << 20
 
-    def __init__(self, path: Path, shape: tuple[int, int], dtype: np.dtype, chunk_rows: int) -> None:
+    fill_value: Any = 0  # what an absent chunk reads as (the array's ``fill_value``)
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int) -> None:
         self.path = Path(path)
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.shape = tuple(int(d) for d in shape)  # type: ignore[assignment]
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.chunk_rows = int(chunk_rows)
-        self.row_bytes = self.shape[1] * self.dtype.itemsize
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self._fds: dict[int, int] = {}
 
     @abstractmethod
@@ -120,7 +122,7 @@ class ChunkFileReader(EmbeddingsReader):
 
     def _read_job(self, file_no: int | None, offset: int, out: np.ndarray) -> None:
         if file_no is None:
-            out[...] = 0
+            out[...] = self.fill_value
             return
         direct = out.dtype == self.dtype and out.flags.c_contiguous
         buf = out if direct else np.empty(out.shape, self.dtype)
@@ -174,6 +176,40 @@ class SegmentWriter(ABC):
         pass
 
 
+class BaseWriter(ABC):
+    """A compacted base being written under a temporary name; nothing of it is seen until ``publish_base``.
+
+    ``write_embeddings`` gets consecutive blocks of rows whose starts are multiples of ``shard_rows`` (each a whole
+    shard, the last one possibly shorter); ``write_array`` one per-row (or coordinate) array whole.
+    """
+
+    def __init__(self, path: Path, n_rows: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
+                 shard_rows: int) -> None:
+        self.path = Path(path)
+        self.n_rows = int(n_rows)
+        self.row_shape = tuple(int(d) for d in row_shape)
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.chunk_rows = int(chunk_rows)
+        self.shard_rows = int(shard_rows)
+
+    @abstractmethod
+    def write_embeddings(self, start: int, block: np.ndarray) -> None:
+        """Rows ``start : start + len(block)`` of the embeddings."""
+
+    @abstractmethod
+    def write_array(self, name: str, values: np.ndarray, dims: Sequence[str]) -> None:
+        """One array (strings as object arrays of ``str``) named ``name`` with ``dimension_names`` ``dims``."""
+
+    @abstractmethod
+    def finish(self, attrs: Mapping[str, Any], *, durable: bool) -> None:
+        """Write the root attributes (JSON-able) and, with ``durable``, fsync everything."""
+
+    def abort(self) -> None:
+        from store.layout import remove_path
+
+        remove_path(self.path)
+
+
 class SegmentBackend(ABC):
     """Writes and reads segments of one on-disk format. Instances are cheap and stateless."""
 
@@ -200,6 +236,10 @@ class SegmentBackend(ABC):
         """The named 1-D columns as numpy arrays (strings as object arrays of ``str``)."""
 
     @abstractmethod
+    def array_names(self, path: Path) -> list[str]:
+        """Every array of the segment (or base), e.g. ``["embeddings", "labels/valence", "rows/item", ...]``."""
+
+    @abstractmethod
     def embeddings_reader(self, path: Path) -> EmbeddingsReader:
         """A reader over the segment's embeddings (close it, or use ``with``)."""
 
@@ -213,6 +253,31 @@ class SegmentBackend(ABC):
         """Every array of the segment (``"embeddings"``, ``"rows/item"``, ...) opened with the plain library
         (zarr / h5py) as array-likes that slice to numpy, plus ``"__attrs__"`` -> the parsed attribute. Used by
         ``verify`` so that the check goes through the same reader an outside user would use."""
+
+
+    # -- the compacted base (``store.compaction``)
+    @abstractmethod
+    def base_path(self, root: Path) -> Path:
+        """Where a compacted base lives (the path its arrays are read from with the segment readers)."""
+
+    @abstractmethod
+    def base_stamp(self, root: Path) -> tuple[int, int, int] | None:
+        """(inode, mtime_ns, size) of the file whose atomic replacement publishes a base; None without a base."""
+
+    @abstractmethod
+    def read_base_attrs(self, root: Path) -> dict[str, Any] | None:
+        """The base's index (the ``mmer_compacted`` attribute), or None without a base."""
+
+    @abstractmethod
+    def open_base(self, tmp: Path, n_rows: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
+                  shard_rows: int) -> BaseWriter:
+        """Start writing a base at ``tmp`` (which does not exist yet)."""
+
+    @abstractmethod
+    def publish_base(self, root: Path, tmp: Path, old: Mapping[str, Any] | None, generation: int, *,
+                     durable: bool) -> None:
+        """Make the finished base at ``tmp`` the store's base, crash-safely: until it is in place, the old base
+        (``old``: its index, None when there is none) and the segments keep serving every item."""
 
 
 BACKENDS: Registry[SegmentBackend] = Registry("store backend")

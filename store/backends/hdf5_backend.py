@@ -10,6 +10,7 @@ default locking (so a plain ``h5py.File`` in the same process agrees with ours);
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from store.backends.base import BACKENDS, ChunkFileReader, EmbeddingsReader, SegmentBackend, SegmentWriter
 from store.errors import CorruptSegmentError
-from store.layout import SEGMENT_ATTR, fsync_tree
+from store.layout import COMPACT_ATTR, COMPACT_H5, SEGMENT_ATTR, fsync_tree
 
 _EMB = "embeddings"
 
@@ -78,6 +79,8 @@ def _chunk_reader(path: Path) -> _H5ChunkReader | None:
         ds = f.get(_EMB)
         if ds is None:
             raise CorruptSegmentError(f"{path}: no embeddings dataset")
+        if ds.ndim != 2:
+            return None
         n, dim = ds.shape
         dtype = np.dtype(ds.dtype)
         if (n == 0 or ds.chunks is None or ds.chunks[1] != dim or dtype.byteorder == ">"
@@ -211,6 +214,14 @@ class HDF5Backend(SegmentBackend):
                 out[name] = ds.asstr()[:].astype(object) if _is_str(ds) else ds[:]
         return out
 
+    def array_names(self, path):  # type: ignore[override]
+        import h5py
+
+        out: list[str] = []
+        with _open(Path(path)) as f:
+            f.visititems(lambda name, obj: out.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return sorted(out)
+
     def embeddings_reader(self, path):  # type: ignore[override]
         return _chunk_reader(Path(path)) or _H5Embeddings(Path(path))
 
@@ -222,12 +233,37 @@ class HDF5Backend(SegmentBackend):
         chunks = ds.chunks or ds.shape
         return da.from_array(ds, chunks=chunks, name=name, lock=True), f
 
+    def base_path(self, root):  # type: ignore[override]
+        return Path(root) / COMPACT_H5
+
+    def base_stamp(self, root):  # type: ignore[override]
+        try:
+            st = os.stat(Path(root) / COMPACT_H5)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read_base_attrs(self, root):  # type: ignore[override]
+        from store.backends.hdf5_base import read_h5_base
+
+        return read_h5_base(Path(root))
+
+    def open_base(self, tmp, n_rows, row_shape, dtype, chunk_rows, shard_rows):  # type: ignore[override]
+        from store.backends.hdf5_base import H5BaseWriter
+
+        return H5BaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows)
+
+    def publish_base(self, root, tmp, old, generation, *, durable):  # type: ignore[override]
+        from store.backends.hdf5_base import publish_h5_base
+
+        publish_h5_base(Path(root), Path(tmp), durable=durable)
+
     @contextmanager
     def open_plain(self, path) -> Iterator[Mapping[str, Any]]:  # type: ignore[override]
         import h5py
 
         with h5py.File(path, "r") as f:
-            raw = f.attrs.get(SEGMENT_ATTR)
+            raw = f.attrs.get(SEGMENT_ATTR, f.attrs.get(COMPACT_ATTR))
             arrays: dict[str, Any] = {"__attrs__": None if raw is None else json.loads(raw)}
 
             def visit(name: str, obj: Any) -> None:

@@ -41,7 +41,7 @@ from store.backends.base import (
     pread_into,
 )
 from store.errors import CorruptSegmentError
-from store.layout import SEGMENT_ATTR, fsync_tree
+from store.layout import COMPACT_ATTR, SEGMENT_ATTR, SEGMENTS_DIR, fsync_tree
 
 _SEP = "."
 _EMB = "embeddings"
@@ -54,10 +54,20 @@ def _group_meta(attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": dict(attributes or {})}
 
 
+def dimension_names(name: str, ndim: int) -> list[str]:
+    """``row`` first; ``embeddings`` (n, dim) gets ``dim``; other trailing axes ``<name>_dim<i>``."""
+    base = name.rsplit("/", 1)[-1]
+    if base == _EMB and ndim == 2:
+        return ["row", "dim"]
+    return ["row", *(f"{base}_dim{i}" for i in range(1, ndim))]
+
+
 def _array_meta(
-    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype | str, inner: tuple[int, ...] | None = None
+    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype | str, inner: tuple[int, ...] | None = None,
+    dims: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Array metadata; with ``inner``, ``chunks`` is the shard shape and ``inner`` the chunk shape inside it."""
+    """Array metadata as zarr-python writes it; with ``inner``, ``chunks`` is the shard shape and ``inner`` the
+    chunk shape inside it. ``dims``: the ``dimension_names`` (what xarray names the axes)."""
     if dtype == "string":
         data_type, fill, codecs = "string", "", [{"name": "vlen-utf8", "configuration": {}}]
     else:
@@ -75,7 +85,7 @@ def _array_meta(
                 "index_location": "end",
             },
         }]
-    return {
+    meta = {
         "zarr_format": 3,
         "node_type": "array",
         "shape": list(shape),
@@ -87,6 +97,9 @@ def _array_meta(
         "attributes": {},
         "storage_transformers": [],
     }
+    if dims is not None:
+        meta["dimension_names"] = list(dims)
+    return meta
 
 
 def _write_bytes(path: Path, *parts: bytes | memoryview) -> None:
@@ -157,24 +170,55 @@ def _raw_layout(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
+def fill_value(meta: Mapping[str, Any]) -> Any:
+    """The array's ``fill_value`` as a numpy scalar (the JSON spellings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+    and ``"0x..."`` bit patterns included)."""
+    value = meta.get("fill_value", 0)
+    if meta.get("data_type") == "string":
+        return "" if value is None else str(value)
+    dtype = np.dtype(meta["data_type"])
+    if isinstance(value, str):
+        if value.startswith("0x"):
+            raw = int(value, 16).to_bytes(dtype.itemsize, "big")
+            return np.frombuffer(raw, dtype=dtype.newbyteorder(">"))[0].astype(dtype)
+        value = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}.get(value, value)
+    return np.asarray(0 if value is None else value).astype(dtype)[()]
+
+
+def _row_chunked(meta: Mapping[str, Any], chunks: Sequence[int]) -> bool:
+    """Chunked along rows only (every trailing axis whole), which is what the raw readers handle."""
+    shape = meta["shape"]
+    return len(shape) >= 1 and list(chunks[1:]) == list(shape[1:])
+
+
+def _read_chunks(meta: Mapping[str, Any], layout: str) -> list[int]:
+    if layout == "sharded":
+        return list(meta["codecs"][0]["configuration"]["chunk_shape"])
+    return list(meta["chunk_grid"]["configuration"]["chunk_shape"])
+
+
 def _chunk_key(meta: Mapping[str, Any], idx: Sequence[int]) -> str:
     sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
     return "c" + "".join(f"{sep}{i}" for i in idx)
 
 
-def _write_column(apath: Path, values: np.ndarray) -> None:
+def _write_column(apath: Path, values: np.ndarray, dims: Sequence[str] | None = None) -> None:
+    """One array of any dtype and shape (n, ...) as ONE chunk ``c.0[.0...]`` (strings: 1-D, ``vlen-utf8``)."""
     apath.mkdir()
-    n = len(values)
-    chunks = (max(1, n),)
+    shape = tuple(int(d) for d in values.shape)
+    n = shape[0]
+    chunks = (max(1, n), *(max(1, d) for d in shape[1:]))
+    dims = dims if dims is not None else dimension_names(apath.name, len(shape))
+    key = "c" + "".join(f"{_SEP}0" for _ in shape)
     if values.dtype.kind in "OUT":
-        _write_json(apath / "zarr.json", _array_meta((n,), chunks, "string"))
+        _write_json(apath / "zarr.json", _array_meta(shape, chunks, "string", dims=dims))
         if n:
-            _write_bytes(apath / "c.0", _encode_vlen_utf8(values))
+            _write_bytes(apath / key, _encode_vlen_utf8(values))
         return
     data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-    _write_json(apath / "zarr.json", _array_meta((n,), chunks, data.dtype))
-    if n:
-        _write_bytes(apath / "c.0", memoryview(data).cast("B"))
+    _write_json(apath / "zarr.json", _array_meta(shape, chunks, data.dtype, dims=dims))
+    if data.size:
+        _write_bytes(apath / key, memoryview(data).cast("B"))
 
 
 class _RawEmbeddings(ChunkFileReader):
@@ -184,8 +228,9 @@ class _RawEmbeddings(ChunkFileReader):
         outer = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
         self.sharded = layout == "sharded"
         inner = int(meta["codecs"][0]["configuration"]["chunk_shape"][0]) if self.sharded else outer
-        super().__init__(path, (int(meta["shape"][0]), int(meta["shape"][1])), np.dtype(meta["data_type"]), inner)
+        super().__init__(path, tuple(int(d) for d in meta["shape"]), np.dtype(meta["data_type"]), inner)
         self.meta = meta
+        self.fill_value = fill_value(meta)
         if self.sharded:
             conf = meta["codecs"][0]["configuration"]
             self.per_shard = outer // inner
@@ -194,7 +239,7 @@ class _RawEmbeddings(ChunkFileReader):
         self._indexes: dict[int, np.ndarray] = {}
 
     def file_path(self, file_no: int) -> Path:
-        return self.path / _chunk_key(self.meta, (file_no, 0))
+        return self.path / _chunk_key(self.meta, (file_no, *(0 for _ in self.shape[1:])))
 
     def _index(self, shard: int) -> np.ndarray:
         index = self._indexes.get(shard)
@@ -214,6 +259,9 @@ class _RawEmbeddings(ChunkFileReader):
         return index
 
     def locate(self, c: int) -> tuple[int, int] | None:
+        file_no = c // self.per_shard if self.sharded else c
+        if file_no not in self._fds and not self.file_path(file_no).exists():
+            return None  # an absent chunk or shard reads as the fill value (zarr semantics)
         if not self.sharded:
             return c, 0
         shard, j = divmod(c, self.per_shard)
@@ -309,7 +357,7 @@ class _ZarrSegmentWriter(SegmentWriter):
             os.close(self._fd)
             self._fd = None
             os.unlink(self.shard_file)
-            _write_json(self.emb_path / "zarr.json", _array_meta((0, dim), (1, dim), self.dtype))
+            _write_json(self.emb_path / "zarr.json", _array_meta((0, dim), (1, dim), self.dtype, dims=["row", "dim"]))
             return
         inner = self.chunk_rows if n_full else n  # a small segment is one exact chunk: no padding
         chunk_bytes = inner * dim * self.dtype.itemsize
@@ -323,7 +371,7 @@ class _ZarrSegmentWriter(SegmentWriter):
         index = np.stack([offsets, np.full(n_inner, chunk_bytes, dtype="<u8")], axis=1).astype("<u8").tobytes()
         crc = _crc32c(index)
         _pwrite_all(self._fd, index + struct.pack("<I", crc or 0), n_inner * chunk_bytes)
-        meta = _array_meta((n, dim), (n_inner * inner, dim), self.dtype, inner=(inner, dim))
+        meta = _array_meta((n, dim), (n_inner * inner, dim), self.dtype, inner=(inner, dim), dims=["row", "dim"])
         if crc is None:  # pragma: no cover - zarr always brings google-crc32c
             meta["codecs"][0]["configuration"]["index_codecs"] = [dict(_LE_BYTES)]
         _write_json(self.emb_path / "zarr.json", meta)
@@ -337,6 +385,7 @@ class _ZarrSegmentWriter(SegmentWriter):
             str(self.emb_path), shape=(n, self.dim), chunks=(cr, self.dim), dtype=self.dtype,
             compressors=[ZstdCodec(level=1)], filters=None, fill_value=0,
             chunk_key_encoding={"name": "default", "separator": _SEP}, config={"write_empty_chunks": True},
+            dimension_names=["row", "dim"],
         )
         parts = [self._blocks[i] for i in range(n_full)] + ([tail] if len(tail) else [])
         if n:
@@ -382,6 +431,18 @@ class ZarrBackend(SegmentBackend):
                 out[name] = np.asarray(arr).astype(object) if meta.get("data_type") == "string" else np.asarray(arr)
         return out
 
+    def array_names(self, path):  # type: ignore[override]
+        root = Path(path)
+        out = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [] if Path(dirpath) == root / SEGMENTS_DIR else sorted(dirnames)
+            if "zarr.json" in filenames and Path(dirpath) != root:
+                with open(Path(dirpath) / "zarr.json", "rb") as fh:
+                    if json.loads(fh.read()).get("node_type") == "array":
+                        out.append(Path(dirpath).relative_to(root).as_posix())
+                        dirnames[:] = []
+        return sorted(out)
+
     @staticmethod
     def _read_raw_1d(apath: Path, meta: Mapping[str, Any]) -> np.ndarray:
         n = int(meta["shape"][0])
@@ -393,8 +454,9 @@ class ZarrBackend(SegmentBackend):
             fname = apath / _chunk_key(meta, (c,))
             try:
                 fd = os.open(fname, os.O_RDONLY)
-            except FileNotFoundError as exc:
-                raise CorruptSegmentError(f"{fname}: chunk file is missing") from exc
+            except FileNotFoundError:
+                out[lo:hi] = fill_value(meta)  # an absent chunk is the fill value (zarr semantics)
+                continue
             try:
                 pread_into(fd, memoryview(out[lo:hi]).cast("B"), 0, fname)
             finally:
@@ -409,7 +471,7 @@ class ZarrBackend(SegmentBackend):
         except FileNotFoundError as exc:
             raise CorruptSegmentError(f"{apath}: embeddings array is missing") from exc
         layout = _raw_layout(meta)
-        if layout is not None and len(meta["shape"]) == 2:
+        if layout is not None and _row_chunked(meta, _read_chunks(meta, layout)):
             return _RawEmbeddings(apath, meta, layout)
         return _ZarrEmbeddings(apath)
 
@@ -420,12 +482,38 @@ class ZarrBackend(SegmentBackend):
         z = zarr.open_array(str(Path(path) / _EMB), mode="r")
         return da.from_zarr(z, name=name), None
 
+    def base_path(self, root):  # type: ignore[override]
+        return Path(root)
+
+    def base_stamp(self, root):  # type: ignore[override]
+        try:
+            st = os.stat(Path(root) / "zarr.json")
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read_base_attrs(self, root):  # type: ignore[override]
+        from store.backends.zarr_base import read_zarr_base
+
+        return read_zarr_base(Path(root))
+
+    def open_base(self, tmp, n_rows, row_shape, dtype, chunk_rows, shard_rows):  # type: ignore[override]
+        from store.backends.zarr_base import ZarrBaseWriter
+
+        return ZarrBaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows)
+
+    def publish_base(self, root, tmp, old, generation, *, durable):  # type: ignore[override]
+        from store.backends.zarr_base import publish_zarr_base
+
+        publish_zarr_base(Path(root), Path(tmp), old, generation, durable=durable)
+
     @contextmanager
     def open_plain(self, path) -> Iterator[Mapping[str, Any]]:  # type: ignore[override]
         import zarr
 
         group = zarr.open_group(str(path), mode="r")
-        arrays: dict[str, Any] = {"__attrs__": dict(group.attrs).get(SEGMENT_ATTR)}
+        attrs = dict(group.attrs)
+        arrays: dict[str, Any] = {"__attrs__": attrs.get(SEGMENT_ATTR, attrs.get(COMPACT_ATTR))}
         for name, node in group.members(max_depth=None):
             if isinstance(node, zarr.Array):
                 arrays[name] = _AsObject(node) if node.dtype.kind in "OTU" else node
