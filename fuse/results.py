@@ -92,6 +92,19 @@ def plot_subjects(per_subject: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+class ResultsExistError(FileExistsError):
+    """The results directory of an earlier run is in the way; nothing is replaced silently."""
+
+
+def check_out_free(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse an existing ``out`` (unless ``overwrite``): results directories are never replaced silently."""
+    out = Path(out)
+    if overwrite or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    what = "holds an earlier run's results" if (out / "metrics.json").is_file() else "exists and is not empty"
+    raise ResultsExistError(f"{out} {what}; pass --overwrite to replace it, or --out NEW_DIR")
+
+
 def write_results(
     out: str | Path,
     *,
@@ -104,9 +117,12 @@ def write_results(
     stores: Mapping[str, Any],
     classes: list[str],
     save_model: Any = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write every file into ``out.partial`` and then swap it in for ``out`` (an earlier result is replaced)."""
+    """Write every file into ``out.partial`` and then swap it in for ``out``; an earlier result there is refused
+    (ResultsExistError) unless ``overwrite``."""
     out = Path(out)
+    check_out_free(out, overwrite)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -65,6 +65,9 @@ def fuse_command(
                                              rich_help_panel=EVAL)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default results/"
                                              "<strategy>-<target>-<protocol>).", rich_help_panel=OUTPUT)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing results directory at --out "
+                                            "(without it, an existing one is refused before any work).",
+                                            rich_help_panel=OUTPUT)] = False,
     no_save_final: Annotated[bool, typer.Option("--no-save-final", help="Do not train and save the final model "
                                                 "on all rows.", rich_help_panel=OUTPUT)] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file with FuseConfig fields (a "
@@ -102,7 +105,8 @@ def fuse_command(
         "save_final": False if no_save_final else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
-    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError)
+    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError,
+                                               FileExistsError)
     try:
         from store import StoreError  # type: ignore[attr-defined]
 
@@ -111,11 +115,14 @@ def fuse_command(
         pass
     try:
         file_layer = read_config_file(config) if config else None
-        if stores or cache:  # explicit inputs replace both input fields of a config file
-            file_layer = {key: v for key, v in (file_layer or {}).items() if key not in ("stores", "cache")}
+        if stores or cache:  # explicit inputs replace the input fields of a config file, recorded stores included
+            if file_layer and file_layer.get("expect_stores"):
+                log.info("inputs given explicitly: the stores recorded in %s are not checked", config)
+            file_layer = {key: v for key, v in (file_layer or {}).items()
+                          if key not in ("stores", "cache", "expect_stores")}
         cfg = build_config(FuseConfig, file_layer, parse_overrides(set_ or []), overrides,
                            source=str(config) if config else "options")
-        result = run_fuse(cfg)
+        result = run_fuse(cfg, overwrite=overwrite)
     except (*errors, ValueError) as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
