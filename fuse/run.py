@@ -220,6 +220,7 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         "target": target.describe(), "classes": list(target.classes), "rows": row_counts,
         "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()),
         "n_folds": len(splits), **summary, "timing_s": timings,
+        "modalities": list({"eeg": ("eeg",), "face": ("face",)}.get(cfg.strategy, table.roles)),
         "stores": {role: {"fingerprint": s["fingerprint"], "path": s["path"]} for role, s in table.sources.items()},
     }
     out = None

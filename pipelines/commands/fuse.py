@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -196,45 +195,41 @@ def results_show(
     print_summary(res, res["per_fold"], title=str(directory), folds=not no_folds)
 
 
-def _features(directory: Path) -> str:
-    """Which extractors made the stores a run read (e.g. ``eeg/de + face/mtcnn+tiny-clip``), from stores.json."""
-    path = Path(directory) / "stores.json"
-    if not path.is_file():
-        return "?"
-    stores = json.loads(path.read_text())
-    return " + ".join(str(s.get("manifest", {}).get("extractor", s.get("kind", "?"))) for s in stores.values())
-
-
 @results_app.command("compare")
 def results_compare(
     directories: Annotated[list[Path], typer.Argument(help="Results directories to compare.")],
-    sort: Annotated[str, typer.Option("--sort", help="Sort by: name, acc, f1, uar or delta.")] = "name",
+    sort: Annotated[str, typer.Option("--sort", help="Sort by: name, acc, f1, uar, delta or rows.")] = "name",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (default, for reading), csv, md (Markdown) or "
+                                     "json (csv/json: raw fractions, every field).")] = "table",
 ) -> None:
-    """One row per run: strategy, classifier, target, protocol, accuracy, F1, UAR, baseline accuracy, delta."""
-    from fuse.results import read_results
+    """One row per run: the features it actually used, strategy, classifier, target, protocol, rows used/total,
+    accuracy, F1, UAR, baseline accuracy, delta.
 
-    rows = []
-    for directory in directories:
-        try:
-            res = read_results(directory)
-        except FileNotFoundError as exc:
-            log.error("%s", exc)
-            raise typer.Exit(2) from exc
-        mean, base = res["fold_mean"], res["baseline"]["fold_mean"]
-        rows.append({"name": Path(directory).name or str(directory), "features": _features(directory),
-                     "strategy": res["strategy"], "classifier": res["classifier"],
-                     "target": res["target"]["name"], "protocol": res["protocol"], "granularity": res["granularity"],
-                     "acc": mean["accuracy"], "f1": mean["macro_f1"], "uar": mean["uar"],
-                     "base": base["accuracy"], "delta": mean["accuracy"] - base["accuracy"]})
-    if sort not in ("name", "acc", "f1", "uar", "delta"):
-        log.error("--sort must be one of name, acc, f1, uar, delta; got %r", sort)
+    Examples:
+
+      pipeline results compare results/*
+
+      pipeline results compare results/late results/eeg --sort acc --format md > table.md
+    """
+    from fuse.results import COMPARE_FORMATS, compare_rows, format_rows, sort_rows
+
+    if fmt not in COMPARE_FORMATS:
+        log.error("--format must be one of %s; got %r", ", ".join(COMPARE_FORMATS), fmt)
         raise typer.Exit(2)
-    rows.sort(key=lambda r: r[sort], reverse=sort != "name")
+    try:
+        rows = sort_rows(compare_rows(directories), sort)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
+    if fmt != "table":
+        sys.stdout.write(format_rows(rows, fmt))
+        return
     table = Table(title="runs (fold means, %)", title_justify="left")
-    for col in ("run", "features", "strategy", "classifier", "target", "protocol", "granularity", "acc", "F1", "UAR", "baseline acc",
-                "Δ acc"):
-        table.add_column(col, justify="right" if col in ("acc", "F1", "UAR", "baseline acc", "Δ acc") else "left")
+    numeric = ("rows", "acc", "F1", "UAR", "baseline acc", "Δ acc")
+    for col in ("run", "features", "strategy", "classifier", "target", "protocol", "granularity", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for r in rows:
-        table.add_row(r["name"], r["features"], r["strategy"], r["classifier"], r["target"], r["protocol"], r["granularity"],
-                      _pct(r["acc"]), _pct(r["f1"]), _pct(r["uar"]), _pct(r["base"]), _delta(r["delta"]))
+        table.add_row(r["run"], r["features"], r["strategy"], r["classifier"], r["target"], r["protocol"],
+                      r["granularity"], f"{r['rows']}/{r['rows_total']}", _pct(r["acc"]), _pct(r["f1"]),
+                      _pct(r["uar"]), _pct(r["baseline_acc"]), _delta(r["delta_acc"]))
     console.print(table)
