@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from pipelines import __version__
-from pipelines.logs import console, setup_logging
+from pipelines.logs import setup_logging
 
 app = typer.Typer(
     name="pipeline",
@@ -36,18 +36,17 @@ def main_callback(
     setup_logging(verbose=verbose, quiet=quiet)
 
 
-@app.command()
+@app.command(epilog="Examples:  pipeline info  ·  pipeline info --cuda  ·  pipeline info | grep torch")
 def info(
     no_hub_check: Annotated[bool, typer.Option("--no-hub-check", help="Do not probe the Hugging Face hub.")] = False,
+    cuda: Annotated[bool, typer.Option("--cuda", help="Also ask torch which GPUs it sees (imports torch: "
+                                       "seconds to tens of seconds on a busy machine).")] = False,
 ) -> None:
-    """Report the environment: python, torch, CUDA and GPUs, transformers and its cache, hub access, storage libs."""
-    from pipelines.info import environment_report
+    """Report the environment on stdout: python, torch and its CUDA build, GPUs, transformers and its cache, hub
+    access, storage libs."""
+    from pipelines.info import environment_report, format_report
 
-    report = environment_report(check_hub=not no_hub_check)
-    table = Table(title="pipeline environment", show_header=False)
-    for key, value in report.items():
-        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
-    console.print(table)
+    sys.stdout.write(format_report(environment_report(check_hub=not no_hub_check, check_cuda=cuda)))
 
 
 # Command groups; each lives in pipelines/commands/ and imports its heavy dependencies lazily.

@@ -29,9 +29,9 @@ from pipelines.jobs.plan import (
     input_fingerprint,
     matching_stores,
     plan_store,
+    select_items,
     store_label,
     store_path,
-    select_items,
 )
 from pipelines.jobs.progress import JobProgress, StoreStats, summary_path, write_summary
 from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext
