@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from extract.backbones.hub import ModelUnavailableError, ResolvedModel, is_cached, resolve_hub, resolve_local
@@ -28,8 +29,18 @@ _LAZY = {"Backbone": "extract.backbones.base", "resolve_dtype": "extract.backbon
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        _rebind_preprocess()
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _rebind_preprocess() -> None:
+    """Importing the ``preprocess`` submodule binds the package name ``preprocess`` to it; the package's public
+    ``preprocess`` is the function (as it was when the submodule was imported eagerly)."""
+    module = sys.modules.get("extract.backbones.preprocess")
+    if module is not None:
+        globals()["preprocess"] = module.preprocess
 
 __all__ = [
     "BACKBONES",
@@ -60,6 +71,7 @@ HUB_MODELS = {
 def _build(name: str, **kwargs: Any) -> Backbone:
     from extract.backbones.hf import load_hf_backbone
 
+    _rebind_preprocess()
     return load_hf_backbone(resolve_backbone(name), name=name, **kwargs)
 
 
