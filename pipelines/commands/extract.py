@@ -93,6 +93,8 @@ def extract_command(
 ) -> None:
     """Extract features of a dataset into stores: face embeddings and/or EEG band features, one store per
     modality and config. Re-running continues where it stopped; see docs/extract.md."""
+    log.info("extract: %s at %s: checking options, listing items, loading models; progress follows",
+             dataset or "(dataset from --config)", root or "(root from --config)")
     from extract.datasets.base import DatasetError
     from pipelines.config import ConfigError, merge, parse_overrides
     from pipelines.jobs.config import load_extract_config

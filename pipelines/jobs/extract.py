@@ -116,6 +116,7 @@ def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool =
         if cfg.dry_run:  # plan without building extractors: no model weights loaded, works offline
             plan.stores.append(dry_store_plan(kind, cfg, plan, recipe))
             continue
+        log.info("%s: building the %s extractor (%s)", cfg.dataset, kind, recipe.name)
         extractor = recipe.build(device if device is not None else torch.device("cpu"))
         try:
             parts = extractor.manifest_parts()

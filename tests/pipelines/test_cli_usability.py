@@ -78,3 +78,41 @@ def test_dry_run_finds_the_store_it_would_continue(deap: Path, tmp_path: Path) -
     assert "to do 3, done 1" in dry.output
     other = runner.invoke(app, [*args[:-3], "--eeg-feature", "psd", "--dry-run"])
     assert "(new, fingerprint computed" in other.output
+
+
+def test_plain_progress_prints_timestamped_lines_with_a_real_eta() -> None:
+    import io
+    import re
+    import time
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from pipelines.jobs.progress import JobProgress, eta_s
+
+    assert eta_s(10.0, 2, 6) == 20.0 and eta_s(5.0, 0, 6) is None and eta_s(5.0, 6, 6) == 0.0
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)  # not a terminal, like a log file
+    plan = SimpleNamespace(path="cache/x/face.zarr", label="face-mtcnn", todo=[1, 2, 3, 4],
+                           manifest=SimpleNamespace(dataset="deap"))
+    with JobProgress(console, interval_s=0.05) as progress:
+        progress.add_store(plan)
+        started = time.perf_counter()
+        progress.start(plan.path)
+        first = buffer.getvalue()
+        assert first and time.perf_counter() - started < 2.0  # a first line at once
+        time.sleep(0.2)
+        progress.update(SimpleNamespace(store=plan.path), SimpleNamespace(rows=50, failed={}))
+        time.sleep(0.2)
+    lines = buffer.getvalue().splitlines()
+    assert all(re.match(r"^\d\d:\d\d:\d\d deap face-mtcnn: ", line) for line in lines)
+    assert len(lines) >= 4  # every interval, not only at the end
+    last = lines[-1]
+    assert "1/4 items (25%)" in last and "50 rows" in last and "ETA 0:00:0" in last and "-:--:--" not in last
+
+
+def test_info_writes_its_report_to_stdout() -> None:
+    result = runner.invoke(app, ["info", "--no-hub-check"])
+    assert result.exit_code == 0
+    assert any(line.startswith("torch ") for line in result.stdout.splitlines()), result.stdout
+    assert "torch_cuda_build" in result.stdout
