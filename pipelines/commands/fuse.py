@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.commands.help import examples
+
 log = logging.getLogger(__name__)
 # tables are the command's output: stdout (logs go to stderr); wide enough to stay readable when piped
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -24,7 +26,8 @@ OUTPUT = "Output"
 
 def fuse_command(
     cache: Annotated[Path | None, typer.Option("--cache", help="Folder whose stores are found by kind (one EEG-like "
-                                               "and/or one face-like store of one dataset).",
+                                               "and/or one face-like store of one dataset). Required: --cache or "
+                                               "--stores (here or in --config).",
                                                rich_help_panel=INPUT)] = None,
     stores: Annotated[list[Path] | None, typer.Option("--stores", help="A store to read (repeatable); instead of "
                                                       "--cache.", rich_help_panel=INPUT)] = None,
@@ -62,8 +65,10 @@ def fuse_command(
                                                rich_help_panel=EVAL)] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
                                              rich_help_panel=EVAL)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default results/"
-                                             "<strategy>-<target>-<protocol>).", rich_help_panel=OUTPUT)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the run's "
+                                             "results directory (default results/<strategy>-<target>-<protocol>); "
+                                             "an existing one is refused unless --overwrite.",
+                                             rich_help_panel=OUTPUT)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing results directory at --out "
                                             "(without it, an existing one is refused before any work).",
                                             rich_help_panel=OUTPUT)] = False,
@@ -179,7 +184,7 @@ def print_summary(metrics: dict[str, Any], per_fold: Any, title: str = "", folds
         console.print(ft)
 
 
-@results_app.command("show")
+@results_app.command("show", epilog=examples("pipeline results show results/late", "pipeline results show results/late --no-folds"))
 def results_show(
     directory: Annotated[Path, typer.Argument(help="A results directory written by `pipeline fuse`.")],
     no_folds: Annotated[bool, typer.Option("--no-folds", help="Only the summary, not the per-fold table.")] = False,
@@ -195,7 +200,9 @@ def results_show(
     print_summary(res, res["per_fold"], title=str(directory), folds=not no_folds)
 
 
-@results_app.command("compare")
+@results_app.command("compare", epilog=examples(
+    "pipeline results compare results/*", "pipeline results compare results/late results/eeg --sort acc",
+    "pipeline results compare results/* --format md > runs.md", "pipeline results compare results/* --format csv"))
 def results_compare(
     directories: Annotated[list[Path], typer.Argument(help="Results directories to compare.")],
     sort: Annotated[str, typer.Option("--sort", help="Sort by: name, acc, f1, uar, delta or rows.")] = "name",
@@ -203,14 +210,7 @@ def results_compare(
                                      "json (csv/json: raw fractions, every field).")] = "table",
 ) -> None:
     """One row per run: the features it actually used, strategy, classifier, target, protocol, rows used/total,
-    accuracy, F1, UAR, baseline accuracy, delta.
-
-    Examples:
-
-      pipeline results compare results/*
-
-      pipeline results compare results/late results/eeg --sort acc --format md > table.md
-    """
+    accuracy, F1, UAR, baseline accuracy, delta."""
     from fuse.results import COMPARE_FORMATS, compare_rows, format_rows, sort_rows
 
     if fmt not in COMPARE_FORMATS:

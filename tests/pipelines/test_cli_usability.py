@@ -116,3 +116,22 @@ def test_info_writes_its_report_to_stdout() -> None:
     assert result.exit_code == 0
     assert any(line.startswith("torch ") for line in result.stdout.splitlines()), result.stdout
     assert "torch_cuda_build" in result.stdout
+
+
+COMMANDS = [["info"], ["demo-data"], ["extract"], ["fuse"], ["predict"], ["stores", "ls"], ["stores", "info"],
+            ["stores", "verify"], ["stores", "gc"], ["models", "ls"], ["results", "show"], ["results", "compare"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_help_has_examples(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.output and f"$ pipeline {' '.join(command)}" in result.output
+
+
+def test_required_options_are_marked_and_out_means_the_directory_written() -> None:
+    for command, required in ((["extract"], ("--dataset", "--root")), (["fuse"], ("--cache",)),
+                              (["demo-data"], ("--out",))):
+        text = " ".join(runner.invoke(app, [*command, "--help"], terminal_width=200).output.split())
+        assert "Required" in text or "required" in text
+        assert "Directory this command writes" in text, command
