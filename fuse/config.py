@@ -97,6 +97,10 @@ class FuseConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     late: LateConfig = field(default_factory=LateConfig)
+    # Written by a run into its config.yaml: role -> {"path", "fingerprint", "fields"} of each store it read (path
+    # absolute, fields = the store manifest's feature-changing fields). A replay of that config refuses a store
+    # whose fingerprint differs, naming it and the fields that differ. Empty = nothing to check (a new run).
+    expect_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.k < 2:

@@ -67,13 +67,34 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -
     plt.close(fig)
 
 
-def plot_subjects(per_subject: pd.DataFrame, path: Path, title: str) -> None:
+MAX_SUBJECT_BARS = 40  # more subjects (DFEW/FER2013 clips as "subjects") are drawn as a distribution instead
+
+
+def plot_subjects(per_subject: pd.DataFrame, path: Path, title: str, max_bars: int = MAX_SUBJECT_BARS) -> None:
+    """One bar per subject with its majority baseline, up to ``max_bars`` subjects; beyond, a histogram of the
+    per-subject accuracies of model and baseline (a fixed-size figure; per_subject.csv keeps every subject)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(per_subject)
+    if n > max_bars:
+        fig, ax = plt.subplots(figsize=(6.0, 3.6))
+        bins = np.linspace(0, 1, 21)
+        ax.hist(per_subject["accuracy"], bins=bins, color="#4c72b0", alpha=0.8, label="model")
+        ax.hist(per_subject["baseline_accuracy"], bins=bins, histtype="step", color="#dd8452", lw=2,
+                label="majority baseline")
+        ax.axvline(per_subject["accuracy"].mean(), color="#4c72b0", ls="--", lw=1, label="model mean")
+        ax.axvline(per_subject["baseline_accuracy"].mean(), color="#dd8452", ls=":", lw=1, label="baseline mean")
+        ax.set_xlabel(f"accuracy per subject ({n} subjects; per_subject.csv lists each)")
+        ax.set_ylabel("subjects")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * n + 2), 3.6))
     x = np.arange(n)
     ax.bar(x, per_subject["accuracy"], color="#4c72b0", label="model")
@@ -92,6 +113,19 @@ def plot_subjects(per_subject: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+class ResultsExistError(FileExistsError):
+    """The results directory of an earlier run is in the way; nothing is replaced silently."""
+
+
+def check_out_free(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse an existing ``out`` (unless ``overwrite``): results directories are never replaced silently."""
+    out = Path(out)
+    if overwrite or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    what = "holds an earlier run's results" if (out / "metrics.json").is_file() else "exists and is not empty"
+    raise ResultsExistError(f"{out} {what}; pass --overwrite to replace it, or --out NEW_DIR")
+
+
 def write_results(
     out: str | Path,
     *,
@@ -104,9 +138,12 @@ def write_results(
     stores: Mapping[str, Any],
     classes: list[str],
     save_model: Any = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write every file into ``out.partial`` and then swap it in for ``out`` (an earlier result is replaced)."""
+    """Write every file into ``out.partial`` and then swap it in for ``out``; an earlier result there is refused
+    (ResultsExistError) unless ``overwrite``."""
     out = Path(out)
+    check_out_free(out, overwrite)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -134,6 +171,75 @@ def write_results(
     else:
         tmp.rename(out)
     return out
+
+
+COMPARE_FORMATS = ("table", "csv", "md", "json")
+COMPARE_SORTS = ("name", "acc", "f1", "uar", "delta", "rows")
+
+
+def used_modalities(res: Mapping[str, Any]) -> list[str]:
+    """The roles a run's model read: recorded in metrics.json (``modalities``), else implied by its strategy."""
+    if res.get("modalities"):
+        return list(res["modalities"])
+    return {"eeg": ["eeg"], "face": ["face"]}.get(res.get("strategy", ""), ["eeg", "face"])
+
+
+def features_label(directory: str | Path, res: Mapping[str, Any]) -> str:
+    """The extractors of the modalities the run used, e.g. ``face/mtcnn+clip-vit-l14 (in EEG windows)``: a face-
+    only run that read the EEG store only for its windows is labelled by the face store alone."""
+    path = Path(directory) / "stores.json"
+    stores = json.loads(path.read_text()) if path.is_file() else {}
+    used = used_modalities(res)
+    names = [str(stores.get(r, {}).get("manifest", {}).get("extractor") or r) for r in used]
+    label = " + ".join(names)
+    if used == ["face"] and "eeg" in stores:
+        label += " (in EEG windows)"
+    return label
+
+
+def compare_rows(directories: list[Path]) -> list[dict[str, Any]]:
+    """One record per results directory: name, features used, settings, rows used/total, fold-mean scores."""
+    out = []
+    for directory in directories:
+        res = read_results(directory)
+        mean, base = res["fold_mean"], res["baseline"]["fold_mean"]
+        rows = res.get("rows", {})
+        out.append({"run": Path(directory).name or str(directory), "features": features_label(directory, res),
+                    "strategy": res["strategy"], "classifier": res["classifier"], "target": res["target"]["name"],
+                    "protocol": res["protocol"], "granularity": res["granularity"],
+                    "rows": int(rows.get("used", 0)), "rows_total": int(rows.get("total", 0)),
+                    "acc": mean["accuracy"], "f1": mean["macro_f1"], "uar": mean["uar"],
+                    "baseline_acc": base["accuracy"], "delta_acc": mean["accuracy"] - base["accuracy"],
+                    "path": str(directory)})
+    return out
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """By run name (ascending) or a score / row count (descending)."""
+    if key not in COMPARE_SORTS:
+        raise ValueError(f"--sort must be one of {', '.join(COMPARE_SORTS)}; got {key!r}")
+    column = {"delta": "delta_acc"}.get(key, "run" if key == "name" else key)
+    return sorted(rows, key=lambda r: r[column], reverse=key != "name")
+
+
+def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+    """``csv`` / ``json``: raw fractions, every field; ``md``: the printed table (percentages) as Markdown."""
+    if fmt == "json":
+        return _json(rows)
+    if fmt == "csv":
+        return pd.DataFrame(rows).to_csv(index=False, float_format="%.6g")
+    if fmt == "md":
+        head = ["run", "features", "strategy", "classifier", "target", "protocol", "rows", "acc", "macro-F1", "UAR",
+                "baseline acc", "Δ acc"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["run"], r["features"], r["strategy"], r["classifier"], r["target"], r["protocol"],
+                     f"{r['rows']}/{r['rows_total']}", *(f"{100 * r[k]:.1f}" for k in ("acc", "f1", "uar",
+                                                                                       "baseline_acc")),
+                     f"{100 * r['delta_acc']:+.1f}"]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"--format must be one of {', '.join(COMPARE_FORMATS)}; got {fmt!r}")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

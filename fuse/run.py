@@ -32,7 +32,8 @@ from fuse.data import (
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.models import FusionModel, save_model
 from fuse.protocols import make_splits
-from fuse.results import write_results
+from fuse.replay import check_recorded_paths, check_stores, record_inputs
+from fuse.results import check_out_free, write_results
 from fuse.strategies import Inputs, create_strategy
 from fuse.targets import Target, make_target
 
@@ -61,7 +62,11 @@ def load_modalities(cfg: FuseConfig) -> list[ModalityData]:
     needed, wanted = roles_for(cfg.strategy)
     if cfg.require_both:
         needed = ("eeg", "face")
+    if cfg.expect_stores:  # a replay: the recorded stores, checked before anything is read
+        check_recorded_paths(cfg.expect_stores)
     paths = find_stores(cfg.stores, cfg.cache or None, cfg.dataset, roles=wanted)
+    if cfg.expect_stores:
+        check_stores(cfg.expect_stores, paths)
     missing = [r for r in needed if r not in paths]
     if missing or not paths:
         have = ", ".join(f"{r}: {p}" for r, p in paths.items()) or "none"
@@ -127,10 +132,14 @@ def compute_threads(jobs: int, torch_threads: int) -> Iterator[None]:
         yield
 
 
-def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, *, write: bool = True) -> RunResult:
+def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, *, write: bool = True,
+             overwrite: bool = False) -> RunResult:
     """Run ``cfg``. ``modalities`` (already loaded stores) bypass the store look-up; ``write=False`` keeps it in
-    memory (no results directory)."""
+    memory (no results directory). An existing results directory is refused (before any work) unless
+    ``overwrite``."""
     cfg = resolve(cfg)
+    if write:
+        check_out_free(cfg.out, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if modalities is None:
@@ -139,6 +148,7 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         _, wanted = roles_for(cfg.strategy)
         modalities = [m for m in modalities if m.role in wanted or cfg.require_both]
     timings["load_s"] = time.perf_counter() - t0
+    cfg = record_inputs(cfg, modalities)  # what config.yaml records: absolute store paths and fingerprints
 
     t0 = time.perf_counter()
     table = align(modalities, window_s=cfg.window_s)
@@ -210,6 +220,7 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         "target": target.describe(), "classes": list(target.classes), "rows": row_counts,
         "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()),
         "n_folds": len(splits), **summary, "timing_s": timings,
+        "modalities": list({"eeg": ("eeg",), "face": ("face",)}.get(cfg.strategy, table.roles)),
         "stores": {role: {"fingerprint": s["fingerprint"], "path": s["path"]} for role, s in table.sources.items()},
     }
     out = None
@@ -219,6 +230,7 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
             predictions=predictions, splits=[s.manifest(rows) for s in splits], stores=table.sources,
             classes=list(target.classes),
             save_model=(lambda d: save_model(final.strategy, info, d)) if final is not None else None,
+            overwrite=overwrite,
         )
         log.info("results in %s", out)
     return RunResult(out=out, config=cfg, metrics=metrics, predictions=predictions, per_fold=per_fold,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from pipelines import __version__
-from pipelines.logs import console, setup_logging
+from pipelines.commands.help import examples
+from pipelines.logs import setup_logging
 
 app = typer.Typer(
     name="pipeline",
@@ -36,18 +37,17 @@ def main_callback(
     setup_logging(verbose=verbose, quiet=quiet)
 
 
-@app.command()
+@app.command(epilog=examples("pipeline info", "pipeline info --cuda", "pipeline info --no-hub-check | grep torch"))
 def info(
     no_hub_check: Annotated[bool, typer.Option("--no-hub-check", help="Do not probe the Hugging Face hub.")] = False,
+    cuda: Annotated[bool, typer.Option("--cuda", help="Also ask torch which GPUs it sees (imports torch: "
+                                       "seconds to tens of seconds on a busy machine).")] = False,
 ) -> None:
-    """Report the environment: python, torch, CUDA and GPUs, transformers and its cache, hub access, storage libs."""
-    from pipelines.info import environment_report
+    """Report the environment on stdout: python, torch and its CUDA build, GPUs, transformers and its cache, hub
+    access, storage libs."""
+    from pipelines.info import environment_report, format_report
 
-    report = environment_report(check_hub=not no_hub_check)
-    table = Table(title="pipeline environment", show_header=False)
-    for key, value in report.items():
-        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
-    console.print(table)
+    sys.stdout.write(format_report(environment_report(check_hub=not no_hub_check, check_cuda=cuda)))
 
 
 # Command groups; each lives in pipelines/commands/ and imports its heavy dependencies lazily.
@@ -59,13 +59,27 @@ from pipelines.commands.predict import predict_command  # noqa: E402
 from pipelines.commands.stores import stores_app  # noqa: E402
 
 # in the order of the workflow: data, stage 1, stores and models, stage 2, results, inference
-app.command("demo-data")(demo_data)
-app.command("extract")(extract_command)
+app.command("demo-data", epilog=examples(
+    "pipeline demo-data deap --out demo-data/deap",
+    "pipeline demo-data deap --out demo-data/deap --subjects 6 --trials 8 --seconds 6 --seed 0",
+    "pipeline demo-data fer2013 --out demo-data/fer2013 --trials 200"))(demo_data)
+app.command("extract", epilog=examples(
+    "pipeline extract --dataset deap --root /data/DEAP --gpu 0",
+    "pipeline extract --dataset deap --root /data/DEAP --modality eeg --eeg-window 2 --dry-run",
+    "pipeline extract --dataset dfew --root /data/DFEW --set reader_options.label_preset=7 --workers 2",
+    "pipeline extract --dataset fer2013 --root /data/FER2013 --detector none --out /scratch/cache",
+    "pipeline extract --config extract.yaml --set face_options.min_score=0.95"))(extract_command)
 app.add_typer(stores_app, name="stores")
 app.add_typer(models_app, name="models")
-app.command("fuse")(fuse_command)
+app.command("fuse", epilog=examples(
+    "pipeline fuse --cache cache/deap --strategy late --target valence --protocol loso --out results/late",
+    "pipeline fuse --stores cache/deap/eeg-de-1s-1a2b3c4d.zarr --strategy eeg --protocol kfold --k 5",
+    "pipeline fuse --cache cache/deap --strategy transformer --set train.epochs=20 --out results/tf",
+    "pipeline fuse --config results/late/config.yaml --out results/late-again   (a replay: same stores, checked)",
+    "pipeline fuse --cache cache/deap --strategy early --out results/early --overwrite"))(fuse_command)
 app.add_typer(results_app, name="results")
-app.command("predict")(predict_command)
+app.command("predict", epilog=examples(
+    "pipeline predict --video clip.mp4 --model results/face-valence --out predictions/clip"))(predict_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,10 +7,11 @@ explicit CLI options. The resolved config is written next to every output so a r
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,10 +124,81 @@ def _from_dict(cls: type[C], data: Mapping[str, Any], source: str) -> C:
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{source}: {cls.__name__}.{name}")
+    for name, value in kwargs.items():  # dict fields whose keys are another object's options (metadata "options")
+        schema_of = fields[name].metadata.get("options")
+        if schema_of is not None and value:
+            defaults = {f.name: f.default for f in fields.values() if f.default is not dataclasses.MISSING}
+            schema = schema_of({**defaults, **kwargs})
+            if schema is not None:
+                kwargs[name] = check_options(value, schema, f"{source}: {cls.__name__}.{name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+OptionSchema = dict[str, Any]  # option name -> its type
+
+
+def options_schema(*targets: Any, exclude: Iterable[str] = ()) -> OptionSchema:
+    """The named, typed options of dataclasses (their fields) and callables (their keyword parameters; ``self``,
+    ``*args`` and ``**kwargs`` left out), minus ``exclude`` (options that other config fields already set)."""
+    out: OptionSchema = {}
+    for target in targets:
+        if dataclasses.is_dataclass(target):
+            hints = typing.get_type_hints(target)
+            out.update({f.name: hints.get(f.name, Any) for f in dataclasses.fields(target)})
+            continue
+        func = target.__init__ if inspect.isclass(target) else target
+        module = inspect.getmodule(func)
+        for param in list(inspect.signature(func).parameters.values()):
+            if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            out[param.name] = _annotation(param.annotation, vars(module) if module else {})
+    for name in exclude:
+        out.pop(name, None)
+    return out
+
+
+def _annotation(annotation: Any, namespace: Mapping[str, Any]) -> Any:
+    """A parameter's type; a string annotation evaluated in its module (Any when it names a lazy import)."""
+    if annotation is inspect.Parameter.empty:
+        return Any
+    if isinstance(annotation, str):
+        try:
+            return eval(annotation, dict(namespace))  # noqa: S307 - annotations of our own modules
+        except Exception:
+            return Any
+    return annotation
+
+
+def check_options(options: Mapping[str, Any], schema: OptionSchema, where: str) -> dict[str, Any]:
+    """``options`` checked against ``schema``: an unknown key or a value of the wrong type is a one-line
+    ConfigError listing the valid keys (or naming the expected type); values come back coerced and plain."""
+    unknown = sorted(set(options) - set(schema))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(schema))}")
+    out = {}
+    for key, value in options.items():
+        coerced = _coerce(schema[key], value, f"{where}.{key}")
+        out[key] = _plain(dataclasses.asdict(coerced)) if dataclasses.is_dataclass(coerced) else _plain(coerced)
+    return out
+
+
+def config_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key ``--set`` accepts for ``cls`` (nested dataclasses expanded)."""
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        tp = hints.get(f.name)
+        if dataclasses.is_dataclass(tp):
+            keys += config_keys(tp, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+SchemaOf = Callable[[Mapping[str, Any]], OptionSchema | None]
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     for strategy, classifier in STRATEGIES.items():
         out = ns.out / f"demo-{strategy}"
         run(["fuse", "--cache", str(ns.cache / "deap"), "--strategy", strategy, "--classifier", classifier,
-             "--target", "valence", "--protocol", "loso", "--seed", "0", "--out", str(out)])
+             "--target", "valence", "--protocol", "loso", "--seed", "0", "--out", str(out), "--overwrite"])
         runs.append(str(out))
     run(["results", "compare", *runs])
     print(f"\n{note}\nDEAP fixture ({ns.subjects} subjects x {ns.trials} trials x {ns.seconds:g} s), target valence "

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +40,32 @@ def hf_cache_dir() -> str:
         return str(Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
 
 
-def environment_report(check_hub: bool = True) -> dict[str, Any]:
-    """Collect the report as a dict (the CLI prints it as a table; tests read it)."""
+def torch_build() -> tuple[str, str]:
+    """(torch version, its CUDA build) read from torch's ``version.py`` without importing torch (seconds)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return "not installed", "none"
+    text = (Path(spec.origin).parent / "version.py").read_text() if (Path(spec.origin).parent / "version.py").is_file() else ""
+    version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", text, re.M)
+    cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)", text, re.M)
+    return (version.group(1) if version else _version("torch")), (cuda.group(1) if cuda else "none (CPU build)")
+
+
+def nvidia_gpus(timeout_s: float = 3.0) -> list[str] | None:
+    """GPUs the NVIDIA driver lists (``nvidia-smi``), or None when there is no driver tool."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return [f"gpu {line.strip()}" for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+
+
+def torch_cuda_report() -> dict[str, Any]:
+    """What torch itself sees (imports torch: slow on a busy machine, hence ``pipeline info --cuda``)."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -45,15 +73,27 @@ def environment_report(check_hub: bool = True) -> dict[str, Any]:
         f"cuda:{i} {torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB)"
         for i in range(torch.cuda.device_count())
     ] if cuda else []
+    return {"cuda_available": cuda, "gpus": gpus or ["none: extraction runs on the CPU (slower, same results)"]}
+
+
+def environment_report(check_hub: bool = True, check_cuda: bool = False) -> dict[str, Any]:
+    """Collect the report as a dict (the CLI prints it; tests read it). Without ``check_cuda`` torch is not
+    imported: its version and CUDA build come from its files, the GPUs from the driver (``nvidia-smi``)."""
+    torch_version, cuda_build = torch_build()
+    if check_cuda:
+        cuda = torch_cuda_report()
+    else:
+        listed = nvidia_gpus()
+        cuda = {"cuda_available": "not checked (pipeline info --cuda asks torch)",
+                "gpus": listed if listed else ["none listed by nvidia-smi" if listed == [] else "no nvidia-smi on PATH"]}
     report: dict[str, Any] = {
         "pipeline": _version("mmer-pipeline"),
         "python": f"{platform.python_version()} ({platform.python_implementation()}, {platform.machine()})",
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_cuda_build": torch.version.cuda or "none (CPU build)",
-        "cuda_available": cuda,
-        "gpus": gpus or ["none: extraction runs on the CPU (slower, same results)"],
+        "torch": torch_version,
+        "torch_cuda_build": cuda_build,
+        **cuda,
         "torchvision": _version("torchvision"),
         "transformers": _version("transformers"),
         "hf_cache_dir": hf_cache_dir(),
@@ -68,3 +108,14 @@ def environment_report(check_hub: bool = True) -> dict[str, Any]:
         "opencv": _version("opencv-python-headless"),
     }
     return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """``key: value`` lines (list values indented below their key): greppable, and the same on any terminal."""
+    width = max(len(k) for k in report)
+    lines = []
+    for key, value in report.items():
+        values = value if isinstance(value, list) else [value]
+        lines.append(f"{key:<{width}}  {values[0] if values else ''}")
+        lines += [f"{'':<{width}}  {v}" for v in values[1:]]
+    return "\n".join(lines) + "\n"

@@ -6,16 +6,41 @@ folder); ``list_backbones()``; ``weights_available(name)`` says whether it can l
 from __future__ import annotations
 
 import functools
-from typing import Any
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from extract.backbones.base import Backbone, resolve_dtype
-from extract.backbones.hf import UnsupportedModelError, load_hf_backbone
 from extract.backbones.hub import ModelUnavailableError, ResolvedModel, is_cached, resolve_hub, resolve_local
-from extract.backbones.preprocess import PreprocessCfg, preprocess
 from extract.backbones.tiny import TINY_DIMS, resolve_tiny
 from store.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from extract.backbones.base import Backbone, resolve_dtype
+    from extract.backbones.hf import UnsupportedModelError
+    from extract.backbones.preprocess import PreprocessCfg, preprocess
+
+# Names that need torch, imported on first use: listing backbones and checking their weights stays fast.
+_LAZY = {"Backbone": "extract.backbones.base", "resolve_dtype": "extract.backbones.base",
+         "UnsupportedModelError": "extract.backbones.hf", "load_hf_backbone": "extract.backbones.hf",
+         "PreprocessCfg": "extract.backbones.preprocess", "preprocess": "extract.backbones.preprocess"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        _rebind_preprocess()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _rebind_preprocess() -> None:
+    """Importing the ``preprocess`` submodule binds the package name ``preprocess`` to it; the package's public
+    ``preprocess`` is the function (as it was when the submodule was imported eagerly)."""
+    module = sys.modules.get("extract.backbones.preprocess")
+    if module is not None:
+        globals()["preprocess"] = module.preprocess
 
 __all__ = [
     "BACKBONES",
@@ -32,7 +57,7 @@ __all__ = [
     "weights_available",
 ]
 
-BACKBONES: Registry[Backbone] = Registry("backbone")
+BACKBONES: Registry[Any] = Registry("backbone")
 
 HUB_MODELS = {
     # name: (hub id, family, dim)
@@ -44,6 +69,9 @@ HUB_MODELS = {
 
 
 def _build(name: str, **kwargs: Any) -> Backbone:
+    from extract.backbones.hf import load_hf_backbone
+
+    _rebind_preprocess()
     return load_hf_backbone(resolve_backbone(name), name=name, **kwargs)
 
 

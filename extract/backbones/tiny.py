@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from extract.backbones.hub import ResolvedModel, mmer_cache_dir, weight_files
 
 log = logging.getLogger(__name__)
@@ -66,6 +64,8 @@ def build_tiny(name: str) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}.", suffix=".partial"))
     try:
+        import torch  # here: listing the tiny twins must not cost a torch import
+
         from extract.backbones.hf import _quiet_transformers
 
         with torch.random.fork_rng(devices=[]), _quiet_transformers():

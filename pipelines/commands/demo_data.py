@@ -34,7 +34,8 @@ def _frame_size(text: str | None) -> tuple[int, int] | None:
 
 def demo_data(
     dataset: Annotated[DemoDataset, typer.Argument(help="Which dataset layout to write.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to create (point the reader here).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory this command writes: the dataset root "
+                                                     "(then `pipeline extract --root` it).")],
     subjects: Annotated[
         int | None, typer.Option(help="deap: participants (4); seedv: subjects (3); ravdess: actors (4).")
     ] = None,

@@ -19,8 +19,10 @@ SELECT = "Selection"
 
 def extract_command(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset reader: deap, dfew, seedv, "
-                                                "ravdess, fer2013, folder.", rich_help_panel=SELECT)] = None,
-    root: Annotated[Path | None, typer.Option("--root", help="The dataset's root folder.",
+                                                "ravdess, fer2013, folder. Required (here or in --config).",
+                                                rich_help_panel=SELECT)] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="The dataset's root folder. Required "
+                                              "(here or in --config).",
                                               rich_help_panel=SELECT)] = None,
     modality: Annotated[str | None, typer.Option("--modality", "-m", help="face, eeg, all (every modality the "
                                                  "dataset offers), a precomputed kind (SEED-V eeg_de, eye), or a "
@@ -53,8 +55,9 @@ def extract_command(
                                                     "psd (band power).", rich_help_panel=EEG)] = None,
     store_format: Annotated[str | None, typer.Option("--format", help="Store format: zarr (default) or hdf5.",
                                                      rich_help_panel=STORE)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default cache/); stores go to "
-                                             "OUT/DATASET/<kind>-<options>-<fingerprint>.zarr.",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the cache "
+                                             "folder (default cache/); stores go to OUT/DATASET/<kind>-<options>-"
+                                             "<fingerprint>.zarr (pass OUT/DATASET to `pipeline fuse --cache`).",
                                              rich_help_panel=STORE)] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="Stored embedding dtype: float16 (default) or "
                                               "float32.", rich_help_panel=STORE)] = None,
@@ -93,6 +96,8 @@ def extract_command(
 ) -> None:
     """Extract features of a dataset into stores: face embeddings and/or EEG band features, one store per
     modality and config. Re-running continues where it stopped; see docs/extract.md."""
+    log.info("extract: %s at %s: checking options, listing items, loading models; progress follows",
+             dataset or "(dataset from --config)", root or "(root from --config)")
     from extract.datasets.base import DatasetError
     from pipelines.config import ConfigError, merge, parse_overrides
     from pipelines.jobs.config import load_extract_config

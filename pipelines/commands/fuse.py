@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -12,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from pipelines.commands.help import examples
 
 log = logging.getLogger(__name__)
 # tables are the command's output: stdout (logs go to stderr); wide enough to stay readable when piped
@@ -25,7 +26,8 @@ OUTPUT = "Output"
 
 def fuse_command(
     cache: Annotated[Path | None, typer.Option("--cache", help="Folder whose stores are found by kind (one EEG-like "
-                                               "and/or one face-like store of one dataset).",
+                                               "and/or one face-like store of one dataset). Required: --cache or "
+                                               "--stores (here or in --config).",
                                                rich_help_panel=INPUT)] = None,
     stores: Annotated[list[Path] | None, typer.Option("--stores", help="A store to read (repeatable); instead of "
                                                       "--cache.", rich_help_panel=INPUT)] = None,
@@ -63,8 +65,13 @@ def fuse_command(
                                                rich_help_panel=EVAL)] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
                                              rich_help_panel=EVAL)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default results/"
-                                             "<strategy>-<target>-<protocol>).", rich_help_panel=OUTPUT)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the run's "
+                                             "results directory (default results/<strategy>-<target>-<protocol>); "
+                                             "an existing one is refused unless --overwrite.",
+                                             rich_help_panel=OUTPUT)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing results directory at --out "
+                                            "(without it, an existing one is refused before any work).",
+                                            rich_help_panel=OUTPUT)] = False,
     no_save_final: Annotated[bool, typer.Option("--no-save-final", help="Do not train and save the final model "
                                                 "on all rows.", rich_help_panel=OUTPUT)] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file with FuseConfig fields (a "
@@ -102,7 +109,8 @@ def fuse_command(
         "save_final": False if no_save_final else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
-    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError)
+    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError,
+                                               FileExistsError)
     try:
         from store import StoreError  # type: ignore[attr-defined]
 
@@ -111,11 +119,14 @@ def fuse_command(
         pass
     try:
         file_layer = read_config_file(config) if config else None
-        if stores or cache:  # explicit inputs replace both input fields of a config file
-            file_layer = {key: v for key, v in (file_layer or {}).items() if key not in ("stores", "cache")}
+        if stores or cache:  # explicit inputs replace the input fields of a config file, recorded stores included
+            if file_layer and file_layer.get("expect_stores"):
+                log.info("inputs given explicitly: the stores recorded in %s are not checked", config)
+            file_layer = {key: v for key, v in (file_layer or {}).items()
+                          if key not in ("stores", "cache", "expect_stores")}
         cfg = build_config(FuseConfig, file_layer, parse_overrides(set_ or []), overrides,
                            source=str(config) if config else "options")
-        result = run_fuse(cfg)
+        result = run_fuse(cfg, overwrite=overwrite)
     except (*errors, ValueError) as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
@@ -173,7 +184,7 @@ def print_summary(metrics: dict[str, Any], per_fold: Any, title: str = "", folds
         console.print(ft)
 
 
-@results_app.command("show")
+@results_app.command("show", epilog=examples("pipeline results show results/late", "pipeline results show results/late --no-folds"))
 def results_show(
     directory: Annotated[Path, typer.Argument(help="A results directory written by `pipeline fuse`.")],
     no_folds: Annotated[bool, typer.Option("--no-folds", help="Only the summary, not the per-fold table.")] = False,
@@ -189,45 +200,36 @@ def results_show(
     print_summary(res, res["per_fold"], title=str(directory), folds=not no_folds)
 
 
-def _features(directory: Path) -> str:
-    """Which extractors made the stores a run read (e.g. ``eeg/de + face/mtcnn+tiny-clip``), from stores.json."""
-    path = Path(directory) / "stores.json"
-    if not path.is_file():
-        return "?"
-    stores = json.loads(path.read_text())
-    return " + ".join(str(s.get("manifest", {}).get("extractor", s.get("kind", "?"))) for s in stores.values())
-
-
-@results_app.command("compare")
+@results_app.command("compare", epilog=examples(
+    "pipeline results compare results/*", "pipeline results compare results/late results/eeg --sort acc",
+    "pipeline results compare results/* --format md > runs.md", "pipeline results compare results/* --format csv"))
 def results_compare(
     directories: Annotated[list[Path], typer.Argument(help="Results directories to compare.")],
-    sort: Annotated[str, typer.Option("--sort", help="Sort by: name, acc, f1, uar or delta.")] = "name",
+    sort: Annotated[str, typer.Option("--sort", help="Sort by: name, acc, f1, uar, delta or rows.")] = "name",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (default, for reading), csv, md (Markdown) or "
+                                     "json (csv/json: raw fractions, every field).")] = "table",
 ) -> None:
-    """One row per run: strategy, classifier, target, protocol, accuracy, F1, UAR, baseline accuracy, delta."""
-    from fuse.results import read_results
+    """One row per run: the features it actually used, strategy, classifier, target, protocol, rows used/total,
+    accuracy, F1, UAR, baseline accuracy, delta."""
+    from fuse.results import COMPARE_FORMATS, compare_rows, format_rows, sort_rows
 
-    rows = []
-    for directory in directories:
-        try:
-            res = read_results(directory)
-        except FileNotFoundError as exc:
-            log.error("%s", exc)
-            raise typer.Exit(2) from exc
-        mean, base = res["fold_mean"], res["baseline"]["fold_mean"]
-        rows.append({"name": Path(directory).name or str(directory), "features": _features(directory),
-                     "strategy": res["strategy"], "classifier": res["classifier"],
-                     "target": res["target"]["name"], "protocol": res["protocol"], "granularity": res["granularity"],
-                     "acc": mean["accuracy"], "f1": mean["macro_f1"], "uar": mean["uar"],
-                     "base": base["accuracy"], "delta": mean["accuracy"] - base["accuracy"]})
-    if sort not in ("name", "acc", "f1", "uar", "delta"):
-        log.error("--sort must be one of name, acc, f1, uar, delta; got %r", sort)
+    if fmt not in COMPARE_FORMATS:
+        log.error("--format must be one of %s; got %r", ", ".join(COMPARE_FORMATS), fmt)
         raise typer.Exit(2)
-    rows.sort(key=lambda r: r[sort], reverse=sort != "name")
+    try:
+        rows = sort_rows(compare_rows(directories), sort)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
+    if fmt != "table":
+        sys.stdout.write(format_rows(rows, fmt))
+        return
     table = Table(title="runs (fold means, %)", title_justify="left")
-    for col in ("run", "features", "strategy", "classifier", "target", "protocol", "granularity", "acc", "F1", "UAR", "baseline acc",
-                "Δ acc"):
-        table.add_column(col, justify="right" if col in ("acc", "F1", "UAR", "baseline acc", "Δ acc") else "left")
+    numeric = ("rows", "acc", "F1", "UAR", "baseline acc", "Δ acc")
+    for col in ("run", "features", "strategy", "classifier", "target", "protocol", "granularity", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for r in rows:
-        table.add_row(r["name"], r["features"], r["strategy"], r["classifier"], r["target"], r["protocol"], r["granularity"],
-                      _pct(r["acc"]), _pct(r["f1"]), _pct(r["uar"]), _pct(r["base"]), _delta(r["delta"]))
+        table.add_row(r["run"], r["features"], r["strategy"], r["classifier"], r["target"], r["protocol"],
+                      r["granularity"], f"{r['rows']}/{r['rows_total']}", _pct(r["acc"]), _pct(r["f1"]),
+                      _pct(r["uar"]), _pct(r["baseline_acc"]), _delta(r["delta_acc"]))
     console.print(table)

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.commands.help import examples
+
 log = logging.getLogger(__name__)
 
 models_app = typer.Typer(help="Vision backbones and face detectors: what is registered, what is downloaded.", no_args_is_help=True)
@@ -67,7 +69,7 @@ def _yes_no(value: Any) -> str:
     return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
-@models_app.command("ls")
+@models_app.command("ls", epilog=examples("pipeline models ls", "pipeline models ls --json"))
 def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
 ) -> None:

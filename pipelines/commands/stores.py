@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.commands.help import examples
+
 stores_app = typer.Typer(
     help="Embedding stores: list them, show one, verify structure and checksums, remove uncommitted leftovers.",
     no_args_is_help=True,
@@ -41,7 +43,7 @@ def _open(path: Path):  # -> store.Store (imported lazily: the CLI starts fast)
         raise typer.Exit(2) from exc
 
 
-@stores_app.command("ls")
+@stores_app.command("ls", epilog=examples("pipeline stores ls cache", "pipeline stores ls cache/deap"))
 def ls(
     directory: Annotated[Path, typer.Argument(help="Directory searched for stores (recursively).")] = Path("."),
 ) -> None:
@@ -69,7 +71,7 @@ def ls(
     console.print(table)
 
 
-@stores_app.command("info")
+@stores_app.command("info", epilog=examples("pipeline stores info cache/deap/eeg-de-1s-1a2b3c4d.zarr --failures 50"))
 def info(
     store_path: Annotated[Path, typer.Argument(metavar="STORE", help="The store directory.")],
     failures: Annotated[int, typer.Option("--failures", help="Show at most this many failed items.")] = 20,
@@ -106,7 +108,7 @@ def info(
         console.print(f"[yellow]{len(dups)} item(s) committed twice; `pipeline stores verify` lists them[/yellow]")
 
 
-@stores_app.command("verify")
+@stores_app.command("verify", epilog=examples("pipeline stores verify cache/deap/eeg-de-1s-1a2b3c4d.zarr", "pipeline stores verify STORE --no-checksums --strict"))
 def verify(
     store_path: Annotated[Path, typer.Argument(metavar="STORE", help="The store directory.")],
     no_checksums: Annotated[bool, typer.Option("--no-checksums", help="Check structure only (fast: reads no "
@@ -131,7 +133,7 @@ def verify(
                   + (f", {len(problems)} warning(s))" if problems else ")"))
 
 
-@stores_app.command("gc")
+@stores_app.command("gc", epilog=examples("pipeline stores gc cache --dry-run", "pipeline stores gc cache --min-age-s 0"))
 def gc(
     directory: Annotated[Path, typer.Argument(help="A store, or a directory searched for stores.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,

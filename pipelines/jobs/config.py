@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipelines.config import ConfigError, load_config
+from pipelines.config import ConfigError, OptionSchema, load_config, options_schema
 
 StoreFormat = Literal["zarr", "hdf5"]
 OnCorrupt = Literal["fail", "keep"]
+
+
+# Options that ExtractConfig's own fields set; the option dicts may not set them again.
+FACE_SET_BY_FIELDS = ("detector", "backbone", "fps", "crop_size", "dtype", "detect_batch", "embed_batch",
+                      "on_corrupt", "device", "detector_batch")
+EEG_SET_BY_FIELDS = ("window_s", "step_s", "feature", "bands", "config")
+
+
+def face_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
+    """``face_options`` keys: the face extractor's keyword options and ``FaceConfig`` fields (with a detector) or
+    only ``max_side`` (``detector: none``). Imported only when face options are given."""
+    from extract.face_extractor import FaceEmbeddingExtractor
+
+    if values.get("detector") == "none":
+        return {"max_side": int | None, **options_schema(FaceEmbeddingExtractor, exclude=FACE_SET_BY_FIELDS)}
+    from extract.face.pipeline import FaceConfig
+
+    return options_schema(FaceEmbeddingExtractor, FaceConfig, exclude=FACE_SET_BY_FIELDS)
+
+
+def eeg_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
+    """``eeg_options`` keys: ``EegConfig`` fields other than those ``--eeg-window/--eeg-step/--eeg-feature/--bands``
+    set."""
+    from extract.eeg.extractor import EegConfig
+
+    return options_schema(EegConfig, exclude=EEG_SET_BY_FIELDS)
+
+
+def reader_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
+    """``reader_options`` keys: the keyword options of the chosen dataset reader (None when it is not registered
+    yet, e.g. a plugin's: it is checked when the reader is built)."""
+    from extract.datasets.base import DATASETS
+
+    name = values.get("dataset")
+    if not name or name not in DATASETS:
+        return None
+    return options_schema(DATASETS.get(name), exclude=("root",))
 
 
 @dataclass(frozen=True)
@@ -27,7 +65,7 @@ class ExtractConfig:
     # "all" (every modality the reader offers), "face", "eeg", a reader-specific kind ("eeg_de", "eye"), or a
     # comma-separated list of them.
     modality: str = "all"
-    reader_options: dict[str, Any] = field(default_factory=dict)  # passed to create_dataset(name, root, **options)
+    reader_options: dict[str, Any] = field(default_factory=dict, metadata={"options": reader_option_schema})  # passed to create_dataset(name, root, **options)
     limit: int | None = None  # the first N selected items (after --subjects), the same N for every modality
     subjects: tuple[str, ...] = ()  # e.g. ("s01", "s02"); empty = all
 
@@ -37,14 +75,14 @@ class ExtractConfig:
     fps: float = 5.0  # frames sampled per second of video (image datasets keep their own frames)
     crop_size: int = 224
     on_corrupt: OnCorrupt = "fail"  # corrupt/truncated video: fail the item (default) or keep the frames decoded
-    face_options: dict[str, Any] = field(default_factory=dict)  # more FaceConfig fields (thresholds, margin, ...)
+    face_options: dict[str, Any] = field(default_factory=dict, metadata={"options": face_option_schema})  # more FaceConfig fields (thresholds, margin, ...)
 
     # -- EEG path
     eeg_window_s: float = 1.0
     eeg_step_s: float | None = None  # None = the window (no overlap)
     bands: tuple[str, ...] = ()  # band names or "lo-hi" ranges; empty = the extractor's defaults
     eeg_feature: str = "de"  # "de" (differential entropy) or "psd" (band power)
-    eeg_options: dict[str, Any] = field(default_factory=dict)  # more EegConfig fields (filter_mode, baseline, ...)
+    eeg_options: dict[str, Any] = field(default_factory=dict, metadata={"options": eeg_option_schema})  # more EegConfig fields (filter_mode, baseline, ...)
 
     # -- where
     store_format: StoreFormat = "zarr"

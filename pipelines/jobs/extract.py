@@ -28,8 +28,11 @@ from pipelines.jobs.plan import (
     extractor_recipe,
     import_plugins,
     input_fingerprint,
+    matching_stores,
     plan_store,
     select_items,
+    store_label,
+    store_path,
 )
 from pipelines.jobs.progress import JobProgress, StoreStats, summary_path, write_summary
 from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext
@@ -100,7 +103,7 @@ def _driver_device(cfg: ExtractConfig) -> Any:
 
 def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool = False) -> ExtractPlan:
     """Build the plan; extractors are built (on ``device``, CPU by default) to learn their manifest facts and
-    are kept only when ``keep_extractors`` (the serial runner reuses them)."""
+    are kept only when ``keep_extractors`` (the serial runner reuses them). A dry run builds none (no weights)."""
     import torch
 
     import_plugins(cfg.plugins)
@@ -111,6 +114,10 @@ def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool =
     plan = ExtractPlan(cfg, reader, items, selected, [])
     for kind in resolve_kinds(cfg, reader):
         recipe = extractor_recipe(kind, cfg)
+        if cfg.dry_run:  # plan without building extractors: no model weights loaded, works offline
+            plan.stores.append(dry_store_plan(kind, cfg, plan, recipe))
+            continue
+        log.info("%s: building the %s extractor (%s)", cfg.dataset, kind, recipe.name)
         extractor = recipe.build(device if device is not None else torch.device("cpu"))
         try:
             parts = extractor.manifest_parts()
@@ -129,6 +136,24 @@ def plan_extract(cfg: ExtractConfig, device: Any = None, keep_extractors: bool =
     return plan
 
 
+def dry_store_plan(kind: str, cfg: ExtractConfig, plan: ExtractPlan, recipe: Any) -> StorePlan:
+    """A dry run's plan of one store: the existing store it would continue when exactly one matches (its manifest,
+    so its fingerprint), else a new store whose fingerprint is computed from the model weights when the run
+    starts."""
+    from store import open_store
+
+    videos = any(it.has("video") for it in plan.items)
+    label = store_label(kind, cfg, videos)
+    found = matching_stores(cfg, label, input_fingerprint(plan.reader, plan.items, kind), recipe)
+    if len(found) == 1:
+        return plan_store(kind, cfg, open_store(found[0]).manifest, recipe, plan.selected, videos, path=found[0])
+    if found:
+        log.info("dry run: %d stores match %s (%s); the run picks one by fingerprint", len(found), label,
+                 ", ".join(p.name for p in found))
+    path = store_path(cfg.out_dir, cfg.dataset, label, "????????", cfg.store_format)
+    return plan_store(kind, cfg, None, recipe, plan.selected, videos, path=path)
+
+
 def print_plan(plan: ExtractPlan, out: Console, dry_run: bool) -> None:
     cfg = plan.cfg
     out.print(f"plan: {cfg.dataset} at {cfg.root}: {len(plan.selected)} of {len(plan.items)} items selected"
@@ -137,7 +162,8 @@ def print_plan(plan: ExtractPlan, out: Console, dry_run: bool) -> None:
     for sp in plan.stores:
         c = sp.counts()
         state = "resume" if sp.exists else "new"
-        out.print(f"  {sp.kind}: {sp.path} ({state}, fingerprint {sp.fingerprint})")
+        fingerprint = sp.fingerprint or "computed from the model weights when the run starts"
+        out.print(f"  {sp.kind}: {sp.path} ({state}, fingerprint {fingerprint})")
         out.print(f"    to do {c['todo']}, done {c['done']} (skipped), failed {len(sp.failed)} "
                   f"({c['retry']} to retry, {c['failed_skipped']} skipped), no {sp.kind} media {c['no_media']}")
         if sp.missing:

@@ -224,7 +224,7 @@ class StorePlan:
     kind: str
     label: str
     path: Path
-    manifest: Manifest
+    manifest: Manifest | None  # None only in a dry run that found no existing store (weights not loaded)
     recipe: ExtractorRecipe
     exists: bool
     todo: list[Item] = field(default_factory=list)  # absent items, plus failed ones under --retry-failed
@@ -236,7 +236,7 @@ class StorePlan:
 
     @property
     def fingerprint(self) -> str:
-        return self.manifest.fingerprint()
+        return self.manifest.fingerprint() if self.manifest is not None else ""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -246,6 +246,31 @@ class StorePlan:
             "retry": len(self.retry),
             "no_media": len(self.missing),
         }
+
+
+def matching_stores(cfg: ExtractConfig, label: str, input_fp: str, recipe: ExtractorRecipe) -> list[Path]:
+    """Existing stores a run of ``cfg`` would continue, found without building the extractor (no weights): same
+    readable name, same input files, and a manifest config that agrees with every option the recipe sets."""
+    from store import StoreError, open_store
+
+    folder = Path(cfg.out_dir) / cfg.dataset
+    pattern = re.compile(re.escape(label) + r"-[0-9a-f]{8}" + re.escape(STORE_SUFFIX[cfg.store_format]) + "$")
+    options = json.loads(json.dumps(recipe.options(), default=str))
+    found = []
+    for path in sorted(folder.glob(f"{label}-*{STORE_SUFFIX[cfg.store_format]}")) if folder.is_dir() else []:
+        if not pattern.match(path.name):
+            continue
+        try:
+            manifest = open_store(path).manifest
+        except StoreError:
+            continue
+        config = json.loads(json.dumps(dict(manifest.config), default=str))
+        if manifest.input_fingerprint != input_fp or dict(config.get("reader") or {}) != json.loads(
+                json.dumps(dict(cfg.reader_options), default=str)):
+            continue
+        if all(config[k] == v for k, v in options.items() if k in config):
+            found.append(path)
+    return found
 
 
 def select_items(items: Sequence[Item], subjects: Sequence[str], limit: int | None) -> list[Item]:
@@ -312,10 +337,13 @@ def _error_text(value: Any) -> str:
     return str(getattr(value, "error", value))
 
 
-def plan_store(kind: str, cfg: ExtractConfig, manifest: Manifest, recipe: ExtractorRecipe,
-               selected: Sequence[Item], videos: bool = True) -> StorePlan:
+def plan_store(kind: str, cfg: ExtractConfig, manifest: Manifest | None, recipe: ExtractorRecipe,
+               selected: Sequence[Item], videos: bool = True, path: Path | None = None) -> StorePlan:
+    """The store ``manifest`` names (or ``path``, in a dry run) and what each selected item needs there."""
     label = store_label(kind, cfg, videos)
-    path = store_path(cfg.out_dir, cfg.dataset, label, manifest.fingerprint(), cfg.store_format)
+    if path is None:
+        assert manifest is not None
+        path = store_path(cfg.out_dir, cfg.dataset, label, manifest.fingerprint(), cfg.store_format)
     done, failed = existing_status(path)
     plan = StorePlan(kind, label, path, manifest, recipe, exists=path.exists())
     for item in selected:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,7 +19,6 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -123,6 +123,22 @@ def write_summary(summary: dict[str, Any]) -> Path:
     return path
 
 
+def eta_s(elapsed_s: float, done: int, total: int) -> float | None:
+    """Seconds left at the mean pace so far (None before the first finished unit); 0 when all are done."""
+    if total <= done:
+        return 0.0
+    if done <= 0 or elapsed_s <= 0:
+        return None
+    return elapsed_s / done * (total - done)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class RowsPerSecond(ProgressColumn):
     """Rows (frames, windows) per second of this store's task."""
 
@@ -134,10 +150,95 @@ class RowsPerSecond(ProgressColumn):
         return Text(f"{rows / elapsed:8.1f} rows/s", style="progress.data.speed")
 
 
-class JobProgress:
-    """One bar per store: items done/total, rows/s, elapsed, ETA. Failed items count as finished."""
+class MeanPaceEta(ProgressColumn):
+    """Time left at the mean pace since the store started (rich's own estimate needs two updates within 30 s,
+    which items that take longer never give)."""
 
-    def __init__(self, console: Console, enabled: bool = True) -> None:
+    def render(self, task: Any) -> Text:
+        left = eta_s(task.elapsed or 0.0, int(task.completed), int(task.total or 0))
+        return Text(f"ETA {_clock(left)}", style="progress.remaining")
+
+
+@dataclass
+class _Line:
+    """What the plain reporter knows about one store."""
+
+    name: str
+    total: int
+    done: int = 0
+    rows: int = 0
+    failed: int = 0
+    started: float | None = None
+
+
+class PlainProgress:
+    """Progress for logs, pipes and cluster jobs: one timestamped plain line per running store every
+    ``interval_s`` seconds (and when a store starts and finishes), with items, rows, rows/s and the ETA."""
+
+    def __init__(self, console: Console, interval_s: float = 5.0) -> None:
+        self.console = console
+        self.interval_s = interval_s
+        self.lines: dict[str, _Line] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PlainProgress:
+        self._thread = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def add_store(self, plan: StorePlan) -> None:
+        self.lines[str(plan.path)] = _Line(f"{plan.manifest.dataset if plan.manifest else ''} {plan.label}".strip(),
+                                           len(plan.todo))
+
+    def start(self, store: str) -> None:
+        with self._lock:
+            self.lines[store].started = time.perf_counter()
+        self.emit(store)
+
+    def update(self, outcome: ItemOutcome, stats: StoreStats) -> None:
+        with self._lock:
+            line = self.lines[outcome.store]
+            line.done += 1
+            line.rows, line.failed = stats.rows, len(stats.failed)
+        if line.done >= line.total:
+            self.emit(outcome.store)
+
+    def render(self, store: str, now: float | None = None) -> str:
+        line = self.lines[store]
+        elapsed = (now or time.perf_counter()) - (line.started or 0.0)
+        pct = 100.0 * line.done / line.total if line.total else 100.0
+        rate = f"{line.rows / elapsed:.1f}" if elapsed > 0 and line.rows else "-"
+        stamp = datetime.now().strftime("%H:%M:%S")
+        return (f"{stamp} {line.name}: {line.done}/{line.total} items ({pct:.0f}%), {line.rows} rows, {rate} rows/s, "
+                f"{line.failed} failed, elapsed {_clock(elapsed)}, ETA {_clock(eta_s(elapsed, line.done, line.total))}")
+
+    def emit(self, store: str) -> None:
+        with self._lock:
+            text = self.render(store)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for store, line in list(self.lines.items()):
+                if line.started is not None and line.done < line.total:
+                    self.emit(store)
+
+
+class JobProgress:
+    """One bar per store on a terminal (items done/total, rows/s, elapsed, ETA at the mean pace); elsewhere plain
+    timestamped lines every ``interval_s`` seconds (PlainProgress). Failed items count as finished."""
+
+    def __init__(self, console: Console, enabled: bool = True, plain: bool | None = None,
+                 interval_s: float = 5.0) -> None:
+        plain = not console.is_terminal if plain is None else plain
+        self.plain = PlainProgress(console, interval_s) if enabled and plain else None
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -145,28 +246,38 @@ class JobProgress:
             RowsPerSecond(),
             TextColumn("[red]{task.fields[failed]} failed"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            MeanPaceEta(),
             console=console,
-            disable=not enabled,
+            disable=not enabled or self.plain is not None,
             transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> JobProgress:
+        if self.plain is not None:
+            self.plain.__enter__()
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
+        if self.plain is not None:
+            self.plain.__exit__(*exc)
 
     def add_store(self, plan: StorePlan) -> None:
+        if self.plain is not None:
+            self.plain.add_store(plan)
         self.tasks[str(plan.path)] = self.progress.add_task(
-            f"{plan.manifest.dataset} {plan.label}", total=len(plan.todo), rows=0, failed=0, start=False
-        )
+            f"{plan.manifest.dataset if plan.manifest else ''} {plan.label}", total=len(plan.todo), rows=0,
+            failed=0, start=False)
 
     def start(self, store: str) -> None:
+        if self.plain is not None:
+            self.plain.start(store)
         self.progress.start_task(self.tasks[store])
 
     def update(self, outcome: ItemOutcome, stats: StoreStats) -> None:
+        if self.plain is not None:
+            self.plain.update(outcome, stats)
         task = self.tasks[outcome.store]
         self.progress.update(task, advance=1, rows=stats.rows, failed=len(stats.failed))

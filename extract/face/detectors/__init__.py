@@ -12,14 +12,26 @@ Every detector takes a batch of RGB uint8 frames and returns one ``Detections`` 
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from extract.face.detectors.base import Detections, FaceDetector, Frames, normalize_landmark_order
+from extract.face.detectors.weight_files import RETINAFACE_FILES, cached_file
 from store.registry import Registry
 
-DETECTORS: Registry[FaceDetector] = Registry("face detector")
+if TYPE_CHECKING:
+    import torch
+
+    from extract.face.detectors.base import Detections, FaceDetector, Frames, normalize_landmark_order
+
+DETECTORS: Registry[Any] = Registry("face detector")
+_BASE_NAMES = ("Detections", "FaceDetector", "Frames", "normalize_landmark_order")
+
+
+def __getattr__(name: str) -> Any:
+    """The torch-using base names, imported on first use (listing detectors stays torch-free)."""
+    if name in _BASE_NAMES:
+        return getattr(importlib.import_module("extract.face.detectors.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @DETECTORS.register("mtcnn", weights="inside the facenet-pytorch wheel", offline=True)
@@ -29,14 +41,16 @@ def _mtcnn(device: torch.device | str = "cpu", **cfg: Any) -> FaceDetector:
     return MTCNNDetector(device, **cfg)
 
 
-@DETECTORS.register("retinaface-r50", weights="Resnet50_Final.pth", offline=False)
+@DETECTORS.register("retinaface-r50", weights="Resnet50_Final.pth", offline=False,
+                    files=RETINAFACE_FILES["resnet50"])
 def _retinaface_r50(device: torch.device | str = "cpu", **cfg: Any) -> FaceDetector:
     from extract.face.detectors.retinaface import RetinaFaceDetector
 
     return RetinaFaceDetector(device, backbone="resnet50", **cfg)
 
 
-@DETECTORS.register("retinaface-mnet", weights="mobilenet0.25_Final.pth", offline=False)
+@DETECTORS.register("retinaface-mnet", weights="mobilenet0.25_Final.pth", offline=False,
+                    files=RETINAFACE_FILES["mobilenet0.25"])
 def _retinaface_mnet(device: torch.device | str = "cpu", **cfg: Any) -> FaceDetector:
     from extract.face.detectors.retinaface import RetinaFaceDetector
 
@@ -59,6 +73,13 @@ def list_detectors() -> list[str]:
     return DETECTORS.names()
 
 
+def weights_available(name: str) -> bool:
+    """True when ``name`` builds without fetching weights: they ship with a package, or a known checkpoint file
+    is in torch's hub cache (a ``weights=PATH`` option is checked when the detector is built)."""
+    info = DETECTORS.info(name)
+    return bool(info.get("offline")) or cached_file(tuple(info.get("files", ()))) is not None
+
+
 __all__ = [
     "DETECTORS",
     "Detections",
@@ -67,4 +88,5 @@ __all__ = [
     "create_detector",
     "list_detectors",
     "normalize_landmark_order",
+    "weights_available",
 ]

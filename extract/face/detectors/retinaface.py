@@ -32,6 +32,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import batched_nms
 
 from extract.face.detectors.base import Detections, FaceDetector, file_sha256, normalize_landmark_order
+from extract.face.detectors.weight_files import RETINAFACE_FILES
 
 Normalization = Literal["auto", "bgr_mean", "imagenet"]
 
@@ -48,17 +49,13 @@ BACKBONES: dict[str, dict[str, Any]] = {
         "return_layers": {"layer2": 1, "layer3": 2, "layer4": 3},
         "in_channel": 256,
         "out_channel": 256,
-        "files": (
-            "Resnet50_Final.pth",
-            "detection_Resnet50_Final.pth",
-            "retinaface_resnet50_2020-07-20-f168fae3c.zip",
-        ),
+        "files": RETINAFACE_FILES["resnet50"],
     },
     "mobilenet0.25": {
         "return_layers": {"stage1": 1, "stage2": 2, "stage3": 3},
         "in_channel": 32,
         "out_channel": 64,
-        "files": ("mobilenet0.25_Final.pth", "detection_mobilenet0.25_Final.pth"),
+        "files": RETINAFACE_FILES["mobilenet0.25"],
     },
 }
 WEIGHTS_SOURCE = (
