@@ -9,8 +9,9 @@ The rule (``SubjectTracker``; ``track_subject`` runs it over a whole sequence):
    where it is missing, have no subject face.
 2. Track: in each later frame the subject is the face that continues the last kept box (IoU >= ``iou_min`` or a
    centre shift <= ``center_tol`` x the box side, the allowance growing with each missed frame, area ratio within
-   ``size_ratio_max``) *and* whose descriptor is >= ``min_similarity`` to the track's running template; a face
-   elsewhere whose descriptor is >= ``reid_similarity`` to the template is the subject too (it moved fast).
+   ``size_ratio_max``) *and* whose descriptor is >= ``min_similarity`` to the track's running template. A face
+   elsewhere is never taken, however similar (look-alikes; marker faces): a subject that jumped is re-acquired
+   after the misses (step 3) and gets its old ``track_id`` back by appearance (step 5).
 3. Miss: a frame without such a face has no subject face. Missed frames are held, not decided: if the subject
    comes back within ``max_misses`` frames they are no-face rows; if not, the subject is lost and the held
    frames start the next acquisition window, so the faces in them are not thrown away.
@@ -119,10 +120,7 @@ def _step(ref: np.ndarray, template: np.ndarray | None, obs: Observation, cfg: T
         return int(cand[0]) if len(cand) else None
     sims = obs.desc @ _unit(template)
     good = [int(j) for j in cand if sims[j] >= cfg.min_similarity]
-    if good:
-        return good[0]
-    best = int(np.argmax(sims)) if len(sims) else -1
-    return best if best >= 0 and sims[best] >= cfg.reid_similarity else None
+    return good[0] if good else None
 
 
 def _follow(start: int, first: int, window: Sequence[Observation], cfg: TrackConfig) -> tuple[list[int | None], int, float]:
