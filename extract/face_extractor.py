@@ -5,9 +5,13 @@ in ``__init__`` on the worker's device. Per item it runs the batched ``FacePipel
 thread, detection ``detect_batch`` frames per call, subject tracking, 5-point alignment) and embeds the aligned
 crops ``embed_batch`` at a time, across the frame-batch boundaries of the video, so the backbone sees full batches.
 
-Rows: one per sampled frame, ``t_start_s`` = the frame's time, ``t_end_s`` = the next sample's time (1/fps later
-for video). A frame without the subject's face keeps its row with a NaN embedding (masked, never zeros),
-``q_face_found`` False and ``q_det_score`` NaN. An item without a face in any frame fails with ItemError. A corrupt
+Rows: one per sampled frame (``subject="all"``: one per face, or one no-face row), ``t_start_s`` = the frame's
+time on the stream's clock (first decoded frame = 0), ``t_end_s`` = the next sample's time (the last row: + the
+median sample step). A frame without the subject's face keeps its row with a NaN embedding (masked, never zeros),
+``q_face_found`` False and ``q_det_score`` NaN. An item without a face in any frame is data, not a failure: all
+its rows are no-face rows, the item is done, and a warning is logged and kept in its meta. Per row the store also
+records the face's box (``q_box_x1`` ...), five landmarks (``q_lm0_x`` ...), ``q_track_id``, ``q_face_index``,
+``q_shot_cut``, ``q_identity_changed``, ``q_keyframe``, ``q_yaw_deg``, ``q_pitch_deg``, ``q_face_px``, ``q_blur``. A corrupt
 or truncated video fails the item by default (``on_corrupt="fail"``): a store then holds only complete videos, and
 the error is recorded; ``on_corrupt="keep"`` keeps the rows of the frames decoded before the damage and records
 the error in the item's meta instead.
@@ -141,8 +145,8 @@ class FaceEmbeddingExtractor(FeatureExtractor):
             "preprocessing": {
                 "face": face,
                 "backbone": bspec.get("preprocessing", {}),
-                "rows": "one per sampled frame; t_start_s = frame time (pts, from the first frame), "
-                        "t_end_s = next sample time",
+                "rows": "one per sampled frame (subject=all: per face); t_start_s = frame time (pts, from the "
+                        "first frame), t_end_s = next sample time",
                 "no_face": "row kept: NaN embedding, q_face_found False, q_det_score NaN",
             },
         }
@@ -229,8 +233,6 @@ class FaceEmbeddingExtractor(FeatureExtractor):
             raise ItemError(f"{item.key}: no frames in {source}")
         t_s = np.concatenate([c["t_s"] for c in chunks])
         found = np.concatenate([c["face_found"] for c in chunks])
-        if not found.any():
-            raise ItemError(f"{item.key}: no face found in any of the {n} sampled frames of {source}")
         embeddings = np.full((n, self.backbone.dim), np.nan, np.float32)
         embeddings[found] = embedded
         meta: dict[str, Any] = {
@@ -243,6 +245,14 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         }
         if error is not None:
             meta["decode_error"] = str(error)
+        if not found.any():
+            meta["warning"] = f"no face found in any of the {n} sampled frames"
+            log.warning("%s: no face found in any of the %d sampled frames of %s", item.key, n, source)
+        extra = _extra_quality(chunks)
+        if "q_track_id" in extra:
+            ids = extra["q_track_id"]
+            meta["identities"] = int(len(np.unique(ids[ids >= 0])))
+            meta["shot_cuts"] = int(extra["q_shot_cut"].sum())
         return ItemRows(
             key=item.key,
             embeddings=embeddings,
@@ -250,12 +260,13 @@ class FaceEmbeddingExtractor(FeatureExtractor):
             session=item.session,
             trial=item.trial,
             t_start_s=t_s,
-            t_end_s=t_s + _durations(t_s, self.fps if video is not None else None),
+            t_end_s=_end_times(t_s, self.fps if video is not None else None),
             labels=dict(item.labels),
             quality={
                 "face_found": found,
                 "det_score": np.concatenate([c["det_score"] for c in chunks]).astype(np.float32),
                 "n_faces": np.concatenate([c["n_faces"] for c in chunks]).astype(np.int32),
+                **{k[2:]: v for k, v in extra.items()},
             },
             fold=item.fold,
             meta=meta,
@@ -268,11 +279,20 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         return {"decode": s.decode_s, "detect": s.detect_s, "align": s.align_s}
 
     def _batches(self, video: Any, frames: Iterable[Any] | None) -> Iterator[dict[str, np.ndarray]]:
+        from extract.face.pipeline import QUALITY_FIELDS
+
         if self.pipeline is not None:
             batches = self.pipeline.video_batches(video) if video is not None else self.pipeline.batches(frames)
             for b in batches:
-                yield {"t_s": b.t_s, "face_found": b.face_found, "det_score": b.det_score, "n_faces": b.n_faces,
+                out = {"t_s": b.t_s, "face_found": b.face_found, "det_score": b.det_score, "n_faces": b.n_faces,
                        "crops": b.crops}
+                for k in range(4):
+                    out[f"q_box_{'x1 y1 x2 y2'.split()[k]}"] = b.boxes[:, k]
+                for k in range(5):
+                    out[f"q_lm{k}_x"], out[f"q_lm{k}_y"] = b.landmarks[:, k, 0], b.landmarks[:, k, 1]
+                for name in QUALITY_FIELDS:
+                    out[f"q_{name}"] = getattr(b, name)
+                yield out
             return
         yield from self._whole_images(video, frames)
 
@@ -382,12 +402,19 @@ class _CropBatcher:
             self.buffered = len(rest)
 
 
-def _durations(t_s: np.ndarray, fps: float | None) -> np.ndarray:
-    """Each row lasts until the next sample: 1/fps for sampled video; the median frame spacing for still frames
-    (1 s for a single still image)."""
-    if fps:
-        return np.full(t_s.shape, 1.0 / fps)
-    if len(t_s) > 1:
-        step = float(np.median(np.diff(t_s)))
-        return np.full(t_s.shape, step if step > 0 else 1.0)
-    return np.ones(t_s.shape)
+def _end_times(t_s: np.ndarray, fps: float | None) -> np.ndarray:
+    """Each row lasts until the next sample's time (rows of one frame share it); the last sample lasts the
+    median step between samples (1/fps for a single video frame, 1 s for a single still image)."""
+    times = np.unique(t_s)
+    if len(times) > 1:
+        step = float(np.median(np.diff(times)))
+    else:
+        step = 1.0 / fps if fps else 1.0
+    nxt = np.append(times[1:], times[-1] + step) if len(times) else times
+    return nxt[np.searchsorted(times, t_s)] if len(times) else t_s.copy()
+
+
+def _extra_quality(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The ``q_*`` columns the face pipeline adds (box, landmarks, track id, flags, pose, size, blur)."""
+    names = [k for k in (chunks[0] if chunks else {}) if k.startswith("q_")]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in names}

@@ -87,6 +87,7 @@ class FuseConfig:
     granularity: Literal["window", "trial"] = "window"
     window_s: float = 1.0  # face-only runs: fixed windows on the face clock; 0 = one row per stored frame
     require_both: bool = False  # use only rows that have both modalities, whatever the strategy
+    max_yaw: float = 0.0  # > 0: face rows whose |q_yaw_deg| exceeds this (degrees) count as no-face rows
     pca_components: int = 0  # > 0: PCA after standardisation, fitted on training folds only
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
@@ -107,6 +108,8 @@ class FuseConfig:
             raise ValueError(f"k must be at least 2, got {self.k}")
         if self.window_s < 0:
             raise ValueError(f"window_s must be >= 0, got {self.window_s}")
+        if not 0 <= self.max_yaw <= 90:
+            raise ValueError(f"max_yaw must be in [0, 90] degrees (0: no filter), got {self.max_yaw}")
         if self.jobs < 0:
             raise ValueError(f"jobs must be >= 0, got {self.jobs}")
         if self.pca_components < 0:

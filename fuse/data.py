@@ -41,6 +41,7 @@ class ModalityData:
     manifest: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     path: str = ""
+    exclude: np.ndarray | None = None  # (rows,) bool: rows a quality filter removed (see filter_quality)
 
     def __post_init__(self) -> None:
         self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
@@ -66,7 +67,18 @@ class ModalityData:
             ok &= self.rows["q_face_found"].to_numpy(dtype=bool)
         if "q_input_nan" in self.rows:
             ok &= ~self.rows["q_input_nan"].to_numpy(dtype=bool)
+        if self.exclude is not None:
+            ok &= ~self.exclude
         return ok
+
+    def filter_quality(self, max_yaw: float = 0.0) -> int:
+        """Exclude face rows whose |q_yaw_deg| > ``max_yaw`` (0: no filter); returns how many rows that removed."""
+        if max_yaw <= 0 or "q_yaw_deg" not in self.rows:
+            return 0
+        yaw = np.abs(self.rows["q_yaw_deg"].to_numpy(dtype=np.float64))
+        bad = yaw > max_yaw  # NaN (no face) compares False: those rows are already invalid
+        self.exclude = bad if self.exclude is None else (self.exclude | bad)
+        return int(bad.sum())
 
     def source(self) -> dict[str, Any]:
         """What results record about this store: path, kind, fingerprint and manifest."""

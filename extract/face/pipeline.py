@@ -44,9 +44,11 @@ from extract.face.align import AlignConfig, WarpBackend, estimate_alignment, val
 from extract.face.decode import VideoReader
 from extract.face.detectors import FaceDetector, create_detector
 from extract.face.detectors.base import Detections, frames_to_batch
-from extract.face.track import SubjectTracker, TrackConfig, largest_face
+from extract.face.flow import grey, propagate
+from extract.face.quality import blur, face_descriptors, face_size, frame_signature, head_pose, is_cut
+from extract.face.track import Decision, MultiTracker, SubjectTracker, TrackConfig, largest_face
 
-FACE_PIPELINE_VERSION = "1"
+FACE_PIPELINE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,29 @@ class FaceConfig:
     min_score: float = 0.9
     # Shrink decoded frames whose longer side exceeds this (px); None: native size.
     max_side: int | None = None
-    subject: Literal["track", "largest"] = "track"  # "largest": per frame, for unrelated still images
+    # "largest": per frame, for unrelated still images; "all": every face above min_score is its own row
+    subject: Literal["track", "largest", "all"] = "track"
     track: TrackConfig = field(default_factory=TrackConfig)
+    # Detector keyframes at least this many seconds apart (0.75 x tolerance, so 5 fps sampling detects every
+    # frame); in between, faces move by optical flow (extract.face.flow) and a frame whose faces do not track,
+    # a shot cut, or a frame after one without faces is detected. 0: detect every frame.
+    keyframe_s: float = 0.2
+    # Run the detector on a copy whose longer side is at most this (px); boxes and landmarks are scaled back and
+    # crops are aligned from the full-resolution frame. None: detect at the decoded size.
+    detect_max_side: int | None = None
+    cut_threshold: float = 0.5  # histogram distance between consecutive sampled frames that is a shot cut
     warp_backend: WarpBackend = "auto"
     prefetch_batches: int = 2
 
     def __post_init__(self) -> None:
         if self.fps < 0 or self.detector_batch < 1 or self.crop_size < 1 or self.prefetch_batches < 1:
             raise ValueError(f"invalid FaceConfig: {self}")
+        if self.subject not in ("track", "largest", "all"):
+            raise ValueError(f"invalid FaceConfig: subject must be 'track', 'largest' or 'all', got {self.subject!r}")
+        if self.keyframe_s < 0 or not 0 < self.cut_threshold <= 1:
+            raise ValueError(f"invalid FaceConfig: keyframe_s must be >= 0 and cut_threshold in (0, 1], got {self}")
+        if self.detect_max_side is not None and self.detect_max_side < 32:
+            raise ValueError(f"invalid FaceConfig: detect_max_side must be >= 32 or None, got {self.detect_max_side}")
         if self.detector_batch_cpu is not None and self.detector_batch_cpu < 1:
             raise ValueError(f"invalid FaceConfig: detector_batch_cpu must be >= 1 or None, got {self}")
 
@@ -104,7 +121,12 @@ class FaceResult:
     landmarks: np.ndarray | None  # (5, 2) px, image-left eye first
     crop: np.ndarray | None  # (size, size, 3) uint8 RGB
     n_faces: int  # faces above min_score in the frame (the subject and others)
+    track_id: int = -1  # identity id of the face within the item (-1: no face)
+    face_index: int = -1  # subject="all": the face's rank in the frame (by score); -1: no face
 
+
+QUALITY_FIELDS = ("track_id", "face_index", "shot_cut", "identity_changed", "keyframe", "yaw_deg", "pitch_deg",
+                  "face_px", "blur")
 
 @dataclass
 class FaceBatch:
@@ -118,6 +140,15 @@ class FaceBatch:
     landmarks: np.ndarray  # (b, 5, 2) float32, NaN where no face
     n_faces: np.ndarray  # (b,) int32
     crops: np.ndarray  # (n_found, size, size, 3) uint8
+    track_id: np.ndarray  # (b,) int32, -1 where no face
+    face_index: np.ndarray  # (b,) int32: rank of the face in its frame (subject="all"), -1 where no face
+    shot_cut: np.ndarray  # (b,) bool: a shot cut right before this frame
+    identity_changed: np.ndarray  # (b,) bool: first row of a subject track on another person
+    keyframe: np.ndarray  # (b,) bool: detector ran on this frame (False: faces moved by optical flow)
+    yaw_deg: np.ndarray  # (b,) float32, from the landmarks; NaN where no face
+    pitch_deg: np.ndarray  # (b,) float32
+    face_px: np.ndarray  # (b,) float32: box side (sqrt of area) in px of the decoded frame
+    blur: np.ndarray  # (b,) float32: variance of the Laplacian of the aligned crop (low = blurred)
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -139,6 +170,8 @@ class FaceBatch:
                 landmarks=self.landmarks[r].copy() if found else None,
                 crop=self.crops[crop_of[r]] if found else None,
                 n_faces=int(self.n_faces[r]),
+                track_id=int(self.track_id[r]),
+                face_index=int(self.face_index[r]),
             )
 
 
@@ -150,6 +183,8 @@ class PipelineStats:
     faces: int = 0
     batches: int = 0
     forward_calls: int = 0
+    keyframes: int = 0  # frames the detector ran on
+    flow_frames: int = 0  # frames whose faces came from optical flow
     decode_s: float = 0.0
     detect_s: float = 0.0
     align_s: float = 0.0
@@ -171,6 +206,22 @@ class _Pending:
     image: np.ndarray
     dets: Detections
     device_ref: tuple[torch.Tensor, int] | None = None
+    cut: bool = False
+    keyframe: bool = True
+    desc: np.ndarray | None = None
+
+
+@dataclass
+class _SeqState:
+    """What the keyframe/cut logic carries from frame to frame within one sequence."""
+
+    signature: np.ndarray | None = None
+    grey: np.ndarray | None = None
+    dets: Detections | None = None
+    last_key_t: float | None = None
+
+
+Pick = tuple[int | None, int, bool]  # face index, track id, identity changed
 
 
 def _as_rgb(image: Any) -> np.ndarray:
@@ -287,7 +338,11 @@ class FacePipeline:
             "max_side": cfg.max_side,
             "min_score": cfg.min_score,
             "subject": cfg.subject,
-            "track": dataclasses.asdict(cfg.track) if cfg.subject == "track" else None,
+            "track": dataclasses.asdict(cfg.track) if cfg.subject != "largest" else None,
+            "keyframe_s": cfg.keyframe_s,
+            "detect_max_side": cfg.detect_max_side,
+            "cut_threshold": cfg.cut_threshold,
+            "appearance": "quality.face_descriptors (32x32 aligned grey, equalised, 8x8) cosine vs running template",
             "detector": self.detector.spec,
             "alignment": cfg.align.spec(),
             "time_origin": "first_frame",
@@ -319,6 +374,8 @@ class FacePipeline:
             prefetch(frames, size * cfg.prefetch_batches, self.stats) if background else frames
         )
         tracker = SubjectTracker(cfg.track) if cfg.subject == "track" else None
+        multi = MultiTracker(cfg.track) if cfg.subject == "all" else None
+        state = _SeqState()
         pending: deque[_Pending] = deque()
         error: BaseException | None = None
         count = 0
@@ -341,16 +398,17 @@ class FacePipeline:
                 except Exception as exc:  # a damaged source: finish what we have, then re-raise
                     error = exc
                 if chunk:
-                    decided = self._detect(chunk, count, tracker, pending)
+                    items = self._detect(chunk, count, state)
                     count += len(chunk)
+                    decided = self._decide(items, tracker, multi, pending)
                     if decided:
                         yield self._finish(decided)
                 if error is not None or len(chunk) < size:
                     break
             if tracker is not None:
-                rest = tracker.flush()
+                rest = tracker.finish()
                 if rest:
-                    yield self._finish([(pending.popleft(), pick) for pick in rest])
+                    yield self._finish([(pending.popleft(), _pick(d)) for d in rest])
         finally:
             self.stats.forward_calls += self.detector.forward_calls - calls_before
             self.stats.wall_s += time.perf_counter() - t_start
@@ -361,36 +419,110 @@ class FacePipeline:
             raise error
 
     # ---------------------------------------------------------------------------------------------- stages
-    def _detect(
-        self, chunk: list[Any], first_index: int, tracker: SubjectTracker | None, pending: deque[_Pending]
-    ) -> list[tuple[_Pending, int | None]]:
+    def _run_detector(self, images: list[np.ndarray]) -> tuple[list[Detections], Any]:
+        """Detections (above ``min_score``) in full-resolution pixels; the device batch when crops can be warped
+        from it (else None). With ``detect_max_side`` the detector sees a downscaled copy."""
+        cfg = self.config
+        limit = cfg.detect_max_side
+        scales = [min(1.0, limit / max(im.shape[:2])) if limit else 1.0 for im in images]
+        device_batch = None
+        if any(sc < 1.0 for sc in scales):
+            import cv2
+
+            small = [im if sc >= 1.0 else cv2.resize(im, (max(1, round(im.shape[1] * sc)),
+                                                          max(1, round(im.shape[0] * sc))),
+                                                      interpolation=cv2.INTER_AREA)
+                     for im, sc in zip(images, scales, strict=True)]
+            dets = self.detector.detect(small)
+            dets = [_rescale(d, 1.0 / sc) for d, sc in zip(dets, scales, strict=True)]
+        elif self._warp_on_device(images):
+            device_batch, _ = frames_to_batch(images, self.detector.device)
+            dets = self.detector.detect(device_batch)
+        else:
+            dets = self.detector.detect(images)
+        return [d.take(d.scores >= cfg.min_score) for d in dets], device_batch
+
+    def _detect(self, chunk: list[Any], first_index: int, state: _SeqState) -> list[_Pending]:
+        """Cut flags, keyframe detection in one batched call, optical flow in between (detector on failure)."""
         cfg = self.config
         images = [_as_rgb(f.image) for f in chunk]
         t0 = time.perf_counter()
-        on_device = self._warp_on_device(images)
-        batch: Any = images
-        if on_device:
-            batch, _ = frames_to_batch(images, self.detector.device)
-        dets = self.detector.detect(batch)
-        kept = [d.take(d.scores >= cfg.min_score) for d in dets]
-        self.stats.detect_s += time.perf_counter() - t0
-        self.stats.batches += 1
-        decided: list[tuple[_Pending, int | None]] = []
-        for i, (frame, d) in enumerate(zip(chunk, kept, strict=True)):
+        times = [float(f.t_s) for f in chunk]
+        cuts, keys = [], []
+        last_key, signature = state.last_key_t, state.signature
+        for im, t in zip(images, times, strict=True):
+            sig = frame_signature(im)
+            cut = is_cut(signature, sig, cfg.cut_threshold)
+            signature = sig
+            key = cut or last_key is None or cfg.keyframe_s <= 0 or t - last_key >= 0.75 * cfg.keyframe_s
+            if key:
+                last_key = t
+            cuts.append(cut)
+            keys.append(key)
+        state.signature = signature
+        key_rows = [i for i, k in enumerate(keys) if k]
+        key_dets: dict[int, Detections] = {}
+        device_batch = None
+        if key_rows:
+            dets, device_batch = self._run_detector([images[i] for i in key_rows])
+            key_dets = dict(zip(key_rows, dets, strict=True))
+            if device_batch is not None and len(key_rows) != len(images):
+                device_batch = None
+        need_grey = cfg.keyframe_s > 0 and len(key_rows) < len(images)
+        out: list[_Pending] = []
+        for i, frame in enumerate(chunk):
+            g = grey(images[i]) if need_grey else None
+            keyframe = keys[i]
+            if keyframe:
+                d = key_dets[i]
+            else:
+                moved = None
+                if state.dets is not None and len(state.dets) and state.grey is not None and g is not None:
+                    moved = propagate(state.grey, g, state.dets)
+                if moved is None:  # nothing to move, or the faces did not track: detect this frame
+                    d = self._run_detector([images[i]])[0][0]
+                    keyframe = True
+                    state.last_key_t = times[i]
+                else:
+                    d = moved
+            if keys[i]:
+                state.last_key_t = times[i]
+            state.dets, state.grey = d, g
             index = getattr(frame, "index", None)
-            item = _Pending(
+            desc = face_descriptors(images[i], d.landmarks) if cfg.subject != "largest" and len(d) else None
+            out.append(_Pending(
                 index=first_index + i if index is None else int(index),
-                t_s=float(frame.t_s),
+                t_s=times[i],
                 image=images[i],
                 dets=d,
-                device_ref=(batch, i) if on_device else None,
-            )
-            if tracker is None:
-                decided.append((item, largest_face([d])[0]))
-                continue
-            pending.append(item)
-            for pick in tracker.push(d):
-                decided.append((pending.popleft(), pick))
+                device_ref=(device_batch, i) if device_batch is not None else None,
+                cut=cuts[i],
+                keyframe=keyframe,
+                desc=desc,
+            ))
+            self.stats.keyframes += int(keyframe)
+            self.stats.flow_frames += int(not keyframe)
+        self.stats.detect_s += time.perf_counter() - t0
+        self.stats.batches += 1
+        return out
+
+    def _decide(self, items: list[_Pending], tracker: SubjectTracker | None, multi: MultiTracker | None,
+                pending: deque[_Pending]) -> list[tuple[_Pending, Pick | None]]:
+        """The subject's face (track, largest) or every face (all) of each frame, as far as now decided."""
+        decided: list[tuple[_Pending, Pick | None]] = []
+        for item in items:
+            if multi is not None:
+                ids = multi.observe(item.dets, item.desc, item.cut)
+                if len(item.dets) == 0:
+                    decided.append((item, None))
+                decided += [(item, (j, int(ids[j]), False)) for j in range(len(item.dets))]
+            elif tracker is None:
+                pick = largest_face([item.dets])[0]
+                decided.append((item, None if pick is None else (pick, -1, False)))
+            else:
+                pending.append(item)
+                for d in tracker.observe(item.dets, item.desc, item.cut):
+                    decided.append((pending.popleft(), _pick(d)))
         return decided
 
     def _warp_on_device(self, images: list[np.ndarray]) -> bool:
@@ -402,7 +534,7 @@ class FacePipeline:
             return same_size
         return self.detector.device.type == "cuda" and same_size
 
-    def _finish(self, decided: list[tuple[_Pending, int | None]]) -> FaceBatch:
+    def _finish(self, decided: list[tuple[_Pending, Pick | None]]) -> FaceBatch:
         cfg = self.config
         t0 = time.perf_counter()
         b = len(decided)
@@ -410,13 +542,19 @@ class FacePipeline:
         score = np.full(b, np.nan, np.float32)
         boxes = np.full((b, 4), np.nan, np.float32)
         lms = np.full((b, 5, 2), np.nan, np.float32)
+        track_id = np.full(b, -1, np.int32)
+        face_index = np.full(b, -1, np.int32)
+        changed = np.zeros(b, bool)
         for r, (item, pick) in enumerate(decided):
-            if pick is None:
+            if pick is None or pick[0] is None:
                 continue
+            j = pick[0]
             found[r] = True
-            score[r] = item.dets.scores[pick]
-            boxes[r] = item.dets.boxes[pick]
-            lms[r] = item.dets.landmarks[pick]
+            score[r] = item.dets.scores[j]
+            boxes[r] = item.dets.boxes[j]
+            lms[r] = item.dets.landmarks[j]
+            track_id[r], changed[r] = pick[1], pick[2]
+            face_index[r] = j if cfg.subject == "all" else -1
         found &= valid_landmarks(lms)
         rows = np.flatnonzero(found)
         crops = np.zeros((0, cfg.crop_size, cfg.crop_size, 3), np.uint8)
@@ -430,6 +568,15 @@ class FacePipeline:
                 crops = warp_faces([decided[r][0].image for r in rows], mats, None, cfg.crop_size, "cv2")
         not_found = ~found
         score[not_found], boxes[not_found], lms[not_found] = np.nan, np.nan, np.nan
+        track_id[not_found], face_index[not_found], changed[not_found] = -1, -1, False
+        yaw = np.full(b, np.nan, np.float32)
+        pitch = np.full(b, np.nan, np.float32)
+        px = np.full(b, np.nan, np.float32)
+        sharp = np.full(b, np.nan, np.float32)
+        if len(rows):
+            yaw[rows], pitch[rows] = head_pose(lms[rows])
+            px[rows] = face_size(boxes[rows])
+            sharp[rows] = blur(np.asarray(crops))
         out = FaceBatch(
             index=np.array([it.index for it, _ in decided], np.int64),
             t_s=np.array([it.t_s for it, _ in decided], np.float64),
@@ -439,11 +586,31 @@ class FacePipeline:
             landmarks=lms,
             n_faces=np.array([len(it.dets) for it, _ in decided], np.int32),
             crops=crops,
+            track_id=track_id,
+            face_index=face_index,
+            shot_cut=np.array([it.cut for it, _ in decided], bool),
+            identity_changed=changed,
+            keyframe=np.array([it.keyframe for it, _ in decided], bool),
+            yaw_deg=yaw,
+            pitch_deg=pitch,
+            face_px=px,
+            blur=sharp,
         )
-        self.stats.frames += b
+        self.stats.frames += len({id(it) for it, _ in decided})
         self.stats.faces += int(found.sum())
         self.stats.align_s += time.perf_counter() - t0
         return out
 
     def reset_stats(self) -> None:
         self.stats = PipelineStats()
+
+
+def _pick(d: Decision) -> Pick | None:
+    return None if d.pick is None else (d.pick, d.track_id, d.identity_changed)
+
+
+def _rescale(dets: Detections, factor: float) -> Detections:
+    """Detections of a resized copy back in the original frame's pixels."""
+    if factor == 1.0 or len(dets) == 0:
+        return dets
+    return Detections(dets.boxes * factor, dets.landmarks * factor, dets.scores)

@@ -37,7 +37,7 @@ def extract_command(
     backbone: Annotated[str | None, typer.Option("--backbone", help="Embedding backbone: clip-vit-l14 (default), "
                                                  "clip-vit-b32, clip-vit-b16, vit-b16, hf:ORG/NAME, local:PATH, "
                                                  "tiny-clip.", rich_help_panel=FACE)] = None,
-    fps: Annotated[float | None, typer.Option("--fps", help="Frames sampled per second of video (default 5).",
+    fps: Annotated[float | None, typer.Option("--fps", help="Frames sampled per second of video (default 5; 0: every frame).",
                                               rich_help_panel=FACE)] = None,
     crop_size: Annotated[int | None, typer.Option("--crop-size", help="Aligned face crop size (default 224).",
                                                   rich_help_panel=FACE)] = None,

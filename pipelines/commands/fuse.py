@@ -63,6 +63,9 @@ def fuse_command(
     require_both: Annotated[bool, typer.Option("--require-both", help="Use only rows with both modalities, "
                                                "whatever the strategy (comparable row sets).",
                                                rich_help_panel=EVAL)] = False,
+    max_yaw: Annotated[float | None, typer.Option("--max-yaw", help="Face rows whose |head yaw| exceeds this "
+                                                  "many degrees count as no-face rows (default: keep all).",
+                                                  rich_help_panel=EVAL)] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
                                              rich_help_panel=EVAL)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the run's "
@@ -104,6 +107,7 @@ def fuse_command(
         "granularity": granularity,
         "window_s": window_s,
         "require_both": require_both or None,
+        "max_yaw": max_yaw,
         "seed": seed,
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,

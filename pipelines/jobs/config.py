@@ -72,7 +72,7 @@ class ExtractConfig:
     # -- face path
     detector: str = "mtcnn"  # create_detector name, or "none" for datasets whose images are face crops already
     backbone: str = "clip-vit-l14"  # create_backbone name (clip-vit-l14, clip-vit-b32, tiny-clip, hf:..., local:...)
-    fps: float = 5.0  # frames sampled per second of video (image datasets keep their own frames)
+    fps: float = 5.0  # frames sampled per second of video (0: every frame; image datasets keep their own frames)
     crop_size: int = 224
     on_corrupt: OnCorrupt = "fail"  # corrupt/truncated video: fail the item (default) or keep the frames decoded
     face_options: dict[str, Any] = field(default_factory=dict, metadata={"options": face_option_schema})  # more FaceConfig fields (thresholds, margin, ...)
@@ -105,8 +105,8 @@ class ExtractConfig:
     plugins: tuple[str, ...] = ()  # extra modules to import first (they register their own datasets/extractors)
 
     def __post_init__(self) -> None:
-        if self.fps <= 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.fps < 0:
+            raise ValueError(f"fps must be >= 0 (0: every frame), got {self.fps}")
         if self.eeg_window_s <= 0 or (self.eeg_step_s is not None and self.eeg_step_s <= 0):
             raise ValueError("eeg_window_s and eeg_step_s must be > 0")
         if self.workers < 1:

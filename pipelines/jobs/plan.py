@@ -140,7 +140,8 @@ def store_label(kind: str, cfg: ExtractConfig, videos: bool = True) -> str:
     (no fps for a dataset of still frames: DFEW frames, FER2013, image folders)."""
     if kind == "face":
         label = f"face-{_slug(cfg.detector)}-{_slug(cfg.backbone)}"
-        return f"{label}-{cfg.fps:g}fps" if videos else label
+        rate = f"{cfg.fps:g}fps" if cfg.fps > 0 else "allframes"
+        return f"{label}-{rate}" if videos else label
     if kind == "eeg":
         label = f"eeg-{_slug(cfg.eeg_feature)}-{cfg.eeg_window_s:g}s"
         return label if cfg.step_s == cfg.eeg_window_s else f"{label}-step{cfg.step_s:g}s"

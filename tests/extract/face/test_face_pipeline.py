@@ -33,7 +33,7 @@ def marker_video_frames(n: int = 40) -> list[np.ndarray]:
 
 def test_tiny_pipeline_tracks_subject_skips_missing_frames_and_batches(tmp_path: Path, face_tools) -> None:
     path = face_tools.write_video(tmp_path / "markers.mp4", marker_video_frames(), fps=20)
-    cfg = FaceConfig(fps=10.0, detector="tiny", detector_batch=4, crop_size=64, min_score=0.5)
+    cfg = FaceConfig(fps=10.0, detector="tiny", detector_batch=4, crop_size=64, min_score=0.5, keyframe_s=0.0)
     pipe = FacePipeline.from_config(cfg)
     results = list(pipe.process_video(path))
     assert [r.index for r in results] == list(range(20))

@@ -54,22 +54,69 @@ def test_starts_from_the_largest_confident_face_that_stays() -> None:
     assert all(subject_box(d, p)[0] == 100 for d, p in zip(seq, picks, strict=True))
 
 
-def test_missing_frames_give_no_face_then_reacquire_after_n_misses() -> None:
+def test_missing_frames_give_no_face_then_reacquire_keeping_the_held_faces() -> None:
     cfg = TrackConfig(init_frames=2, max_misses=3)
     subject = (50, 50, 90, 90, 0.99)
     other = (300, 50, 340, 90, 0.99)
     seq = [dets(subject), dets(subject)]  # acquired
     seq += [dets(other), dets(), dets(other)]  # the subject is gone: no fallback to the other person
     seq += [dets(subject)]  # back within max_misses: resumed
-    seq += [dets(other)] * 4  # gone for more than max_misses frames ...
-    seq += [dets(other)] * 3  # ... so the subject is acquired again: the other person now
+    seq += [dets(other)] * 4  # gone for more than max_misses frames: the held frames open the next window,
+    seq += [dets(other)] * 3  # so the other person's faces in them are kept (a new track, not thrown away)
     picks = track_subject(seq, cfg)
     boxes = [subject_box(d, p) for d, p in zip(seq, picks, strict=True)]
     assert boxes[:2] == [[50, 50, 90, 90]] * 2
     assert boxes[2:5] == [None, None, None]
     assert boxes[5] == [50, 50, 90, 90]
-    assert boxes[6:10] == [None] * 4
-    assert boxes[10:] == [[300, 50, 340, 90]] * 3
+    assert boxes[6:] == [[300, 50, 340, 90]] * 7
+    tracker = SubjectTracker(cfg)
+    decisions = [d for x in seq for d in tracker.observe(x)] + tracker.finish()
+    assert [d.track_id for d in decisions[:2]] == [0, 0] and {d.track_id for d in decisions[6:]} == {1}
+    assert decisions[6].identity_changed and not any(d.identity_changed for d in decisions[7:])
+
+
+def _desc(*vectors: list[float]) -> np.ndarray:
+    v = np.array(vectors, np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_appearance_gate_refuses_another_person_in_the_subjects_box() -> None:
+    cfg = TrackConfig(init_frames=2, max_misses=2)
+    a, b = [1.0, 0.0, 0.1], [0.0, 1.0, 0.1]
+    box = (50, 50, 90, 90, 0.99)
+    tracker = SubjectTracker(cfg)
+    seq = [(a, False)] * 3 + [(b, False)] * 5 + [(a, True)] * 3  # b takes a's place without a cut; a returns at a cut
+    decisions = []
+    for vec, cut in seq:
+        decisions += tracker.observe(dets(box), _desc(vec), cut=cut)
+    decisions += tracker.finish()
+    ids = [d.track_id for d in decisions]
+    assert ids[:3] == [0, 0, 0]
+    assert ids[3:8] == [1] * 5  # never continued as person 0; re-acquired as a new identity after the misses
+    assert decisions[3].identity_changed
+    assert ids[8:] == [0, 0, 0]  # the first person again, recognised by the template (same id)
+    assert decisions[8].identity_changed
+
+
+def test_cut_ends_the_track_even_when_the_box_continues() -> None:
+    tracker = SubjectTracker(TrackConfig(init_frames=1))
+    out = []
+    for t in range(6):
+        out += tracker.observe(dets((50, 50, 90, 90, 0.99)), None, cut=(t == 3))
+    out += tracker.finish()
+    assert [d.pick for d in out] == [0] * 6
+    assert [d.track_id for d in out] == [0, 0, 0, 1, 1, 1]  # geometry only: a new track after the cut
+
+
+def test_multi_tracker_ids_follow_each_face() -> None:
+    from extract.face.track import MultiTracker
+
+    mt = MultiTracker(TrackConfig())
+    first = mt.observe(dets((10, 10, 50, 50, 0.99), (200, 10, 240, 50, 0.98)))
+    second = mt.observe(dets((202, 12, 242, 52, 0.99), (12, 10, 52, 50, 0.97)))  # order swapped by score
+    assert sorted(first.tolist()) == [0, 1]
+    assert second.tolist() == [first[1], first[0]]
+    assert mt.observe(dets((12, 10, 52, 50, 0.97)), cut=True).tolist() == [2]
 
 
 def test_match_rules_gate_by_overlap_shift_and_size() -> None:
