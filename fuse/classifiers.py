@@ -256,7 +256,7 @@ class SequenceInputs:
         pad = torch.as_tensor(idx < 0)
         safe = torch.as_tensor(np.where(idx < 0, 0, idx))
         out = {}
-        for role in ("eeg", "face"):
+        for role in self.pools:
             out[role] = self.pools[role][safe]
             out[f"{role}_pad"] = pad | self.missing[role][safe]
         return out
@@ -285,7 +285,7 @@ class Transformer(TorchClassifier):
             uniq, subject_codes = np.unique(subjects, return_inverse=True)
             n_subjects = len(uniq)
         self.net_args = {
-            "eeg_dim": int(X.pools["eeg"].shape[1]), "face_dim": int(X.pools["face"].shape[1]),
+            "dims": {role: int(pool.shape[1]) for role, pool in X.pools.items()},
             "n_classes": self.n_classes, "d_model": self.cfg.d_model, "heads": self.cfg.heads,
             "dropout": self.cfg.dropout, "max_len": max(int(X.index.shape[1]), 1), "n_subjects": n_subjects,
             "adversary_lambda": self.cfg.adversary_lambda,

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Strategy = Literal["eeg", "face", "early", "late", "transformer"]
+Strategy = Literal["eeg", "face", "eye", "audio", "peripheral", "early", "late", "transformer"]
+SINGLE_MODALITY = ("eeg", "face", "eye", "audio", "peripheral")  # strategies that use one modality, named after it
 Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session", "fer2013"]
 ClassifierName = Literal["auto", "logreg", "mlp", "transformer"]
 
@@ -66,7 +67,7 @@ class LateConfig:
     """How late fusion combines per-modality probabilities."""
 
     combine: Literal["mean", "tuned", "stack"] = "mean"
-    weights: tuple[float, ...] = ()  # mean: (w_eeg, w_face); empty = equal weights
+    weights: tuple[float, ...] = ()  # mean: one weight per modality of the run, in table order; empty = equal
     inner_folds: int = 5  # stack: out-of-fold probabilities from this many folds grouped by trial
 
 
@@ -74,9 +75,10 @@ class LateConfig:
 class FuseConfig:
     """One fusion run: which stores, how rows are aligned, strategy, classifier, target, protocol, outputs."""
 
-    stores: tuple[str, ...] = ()  # explicit store paths (one EEG-like and/or one face-like)
+    stores: tuple[str, ...] = ()  # explicit store paths (one per modality)
     cache: str = ""  # or a folder whose stores are discovered by kind
     dataset: str = ""  # pick this dataset's stores when the cache holds several
+    modalities: tuple[str, ...] = ()  # the modalities to use (eeg, face, eye, audio, peripheral, ...); empty = all
     strategy: Strategy = "early"
     classifier: ClassifierName = "auto"  # auto: transformer for the transformer strategy, logreg otherwise
     target: str = "valence"  # a label column without its "label_" prefix
@@ -86,7 +88,8 @@ class FuseConfig:
     k: int = 5  # kfold: folds per subject (grouped by trial)
     granularity: Literal["window", "trial"] = "window"
     window_s: float = 1.0  # face-only runs: fixed windows on the face clock; 0 = one row per stored frame
-    require_both: bool = False  # use only rows that have both modalities, whatever the strategy
+    require_all: bool = False  # use only rows that have every modality of the run, whatever the strategy
+    require_both: bool = False  # old name of require_all (two modalities); either one turns it on
     max_yaw: float = 0.0  # > 0: face rows whose |q_yaw_deg| exceeds this (degrees) count as no-face rows
     pca_components: int = 0  # > 0: PCA after standardisation, fitted on training folds only
     seed: int = 0
@@ -118,8 +121,14 @@ class FuseConfig:
             raise ValueError("classifier 'transformer' needs the transformer strategy (--strategy transformer)")
         if self.strategy == "transformer" and self.classifier not in ("auto", "transformer"):
             raise ValueError(f"the transformer strategy is its own classifier; got classifier {self.classifier!r}")
-        if self.late.weights and len(self.late.weights) != 2:
-            raise ValueError(f"late.weights needs two values (eeg, face), got {self.late.weights}")
+        if self.strategy in SINGLE_MODALITY and self.modalities and self.strategy not in self.modalities:
+            raise ValueError(f"strategy {self.strategy!r} uses the {self.strategy} modality, which --modalities "
+                             f"{','.join(self.modalities)} leaves out")
+
+    @property
+    def aligned_all(self) -> bool:
+        """Whether only rows with every modality of the run are used (``require_all`` or its alias)."""
+        return self.require_all or self.require_both
 
     @property
     def classifier_name(self) -> str:

@@ -1,10 +1,11 @@
-"""Stores in, one aligned table out: EEG windows with the face frames of the same seconds pooled into them.
+"""Stores in, one aligned table out: the rows of every chosen modality pooled into shared windows of the same
+seconds of the same item (EEG windows when there is an EEG store, else fixed windows on the item clock).
 
 Pure array functions do the work (``pool_into_windows``, ``align``, ``to_trials``); ``load_store`` and
 ``find_stores`` are the only functions that touch disk, and they do it through the ``store`` API only.
 
-Roles: every store plays one of two roles. ``eeg`` is an EEG-like store (kind ``eeg`` or ``eeg_de``), ``face`` the
-other modality (kind ``face``; on SEED-V the eye-movement store, kind ``eye``, plays this role).
+Modalities (also called roles): every store declares one through its manifest's ``kind`` (``eeg``, ``face``,
+``eye``, ``audio``, ``peripheral``, ...; ``eeg_de`` is EEG). Any number of them, any subset, can be fused.
 """
 
 from __future__ import annotations
@@ -21,8 +22,21 @@ import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
-ROLE_OF_KIND = {"eeg": "eeg", "eeg_de": "eeg", "face": "face", "eye": "face"}
-ROLES = ("eeg", "face")
+# kinds whose modality is not their own name; any other kind is its own modality
+ROLE_OF_KIND = {"eeg": "eeg", "eeg_de": "eeg", "face": "face", "eye": "eye", "audio": "audio",
+                "peripheral": "peripheral"}
+ROLES = ("eeg", "face", "eye", "audio", "peripheral")  # the known modalities, in the order tables list them
+
+
+def modality_of(kind: str) -> str:
+    """The modality a store of ``kind`` plays (``eeg_de`` -> ``eeg``; unknown kinds are their own modality)."""
+    return ROLE_OF_KIND.get(kind, kind)
+
+
+def ordered(modalities: Sequence[str]) -> tuple[str, ...]:
+    """Modalities in canonical order (known ones first, others alphabetically), without duplicates."""
+    uniq = set(modalities)
+    return tuple(r for r in ROLES if r in uniq) + tuple(sorted(uniq - set(ROLES)))
 META_COLUMNS = ("item", "subject", "session", "trial", "fold")
 
 
@@ -49,12 +63,12 @@ class ModalityData:
             raise FuseDataError(
                 f"store {self.path or self.kind}: {len(self.rows)} rows but embeddings of shape {self.embeddings.shape}"
             )
-        if self.kind not in ROLE_OF_KIND:
-            raise FuseDataError(f"store {self.path or self.kind}: kind {self.kind!r} is not one of {sorted(ROLE_OF_KIND)}")
+        if not self.kind or not self.kind.replace("_", "").isalnum():
+            raise FuseDataError(f"store {self.path or self.kind}: kind {self.kind!r} is not a modality name")
 
     @property
     def role(self) -> str:
-        return ROLE_OF_KIND[self.kind]
+        return modality_of(self.kind)
 
     @property
     def dim(self) -> int:
@@ -108,7 +122,7 @@ class AlignedTable:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return tuple(r for r in ROLES if r in self.features)
+        return ordered(self.features)
 
     def available(self, role: str) -> np.ndarray:
         if role not in self.features:
@@ -214,9 +228,9 @@ def _base_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _fixed_windows(data: ModalityData, window_s: float) -> pd.DataFrame:
-    """Windows [k*w, (k+1)*w) on the face clock that hold at least one stored row (0: the stored rows)."""
-    rows = data.rows.reset_index(drop=True)
+def _fixed_windows(rows: pd.DataFrame, window_s: float) -> pd.DataFrame:
+    """Windows [k*w, (k+1)*w) on the item clock that hold at least one of ``rows`` (0: the rows themselves)."""
+    rows = rows.reset_index(drop=True)
     t = _midpoints(rows)
     if window_s <= 0:
         return _base_rows(rows)
@@ -232,19 +246,33 @@ def _fixed_windows(data: ModalityData, window_s: float) -> pd.DataFrame:
     return base
 
 
-def align(modalities: Sequence[ModalityData], window_s: float = 1.0) -> AlignedTable:
-    """The window-level aligned table of one EEG-like and/or one face-like store of the same dataset.
+def _clock_rows(by_role: dict[str, ModalityData], window_s: float) -> pd.DataFrame:
+    """The shared windows when there is no EEG store: fixed windows over the rows of every modality (``window_s``
+    0: the stored rows of the first modality, one window each)."""
+    if window_s <= 0:
+        return _fixed_windows(by_role[ordered(by_role)[0]].rows, 0)
+    frames = [_base_rows(d.rows) for d in by_role.values()]
+    label_cols = [c for f in frames for c in f.columns if c.startswith("label_")]
+    frames = [f.reindex(columns=list(dict.fromkeys([*f.columns, *label_cols]))) for f in frames]
+    both = pd.concat(frames, ignore_index=True)
+    both = both.iloc[np.lexsort((_midpoints(both), both["item"].to_numpy()))]
+    return _fixed_windows(both, window_s)
 
-    With an EEG store its rows are the windows: each EEG window gets the mean of the valid face rows of the same
-    item whose mid-time falls in it (``n_face`` counts them). Without one, the windows are fixed ``window_s``
-    windows on the face clock (0: one row per stored face row). Face items without EEG are not used (logged).
+
+def align(modalities: Sequence[ModalityData], window_s: float = 1.0) -> AlignedTable:
+    """The window-level aligned table of one store per modality (any number of modalities) of one dataset.
+
+    With an EEG store its rows are the windows; every other modality's valid rows of the same item whose
+    mid-time falls in a window are averaged into it (``n_<modality>`` counts them). Without one, the windows are
+    fixed ``window_s`` windows on the item clock holding a row of any modality (0: one row per stored row of the
+    first modality). Items of other modalities that the EEG store lacks are not used (logged).
     """
     by_role: dict[str, ModalityData] = {}
     for data in modalities:
         if data.role in by_role:
             raise FuseDataError(
-                f"two {data.role}-role stores given ({by_role[data.role].path or by_role[data.role].kind} and "
-                f"{data.path or data.kind}); pass exactly one per role"
+                f"two {data.role} stores given ({by_role[data.role].path or by_role[data.role].kind} and "
+                f"{data.path or data.kind}); pass exactly one per modality"
             )
         by_role[data.role] = data
     if not by_role:
@@ -263,15 +291,17 @@ def align(modalities: Sequence[ModalityData], window_s: float = 1.0) -> AlignedT
         features["eeg"] = emb
         base["n_eeg"] = valid.astype(np.int64)
     else:
-        face = by_role["face"]
-        base = _fixed_windows(face, window_s)
+        base = _clock_rows(by_role, window_s)
         order = np.lexsort((np.arange(len(base)), base["t_start_s"].to_numpy(), base["item"].to_numpy()))
         base = base.iloc[order].reset_index(drop=True)
-    if "face" in by_role:
-        face = by_role["face"]
-        if "eeg" not in by_role and window_s <= 0:  # one row per stored row: nothing to pool
-            valid = face.valid()[order]
-            pooled = face.embeddings[order].copy()
+    first = ordered(by_role)[0]
+    for role in ordered(by_role):
+        if role == "eeg":
+            continue
+        data = by_role[role]
+        if "eeg" not in by_role and window_s <= 0 and role == first:  # one row per stored row: nothing to pool
+            valid = data.valid()[order]
+            pooled = data.embeddings[order].copy()
             pooled[~valid] = np.nan
             counts = valid.astype(np.int64)
         else:
@@ -279,18 +309,18 @@ def align(modalities: Sequence[ModalityData], window_s: float = 1.0) -> AlignedT
                 base["item"].to_numpy(),
                 base["t_start_s"].to_numpy(dtype=np.float64),
                 base["t_end_s"].to_numpy(dtype=np.float64),
-                face.rows["item"].to_numpy(),
-                _midpoints(face.rows),
-                face.valid(),
-                face.embeddings,
+                data.rows["item"].to_numpy(),
+                _midpoints(data.rows),
+                data.valid(),
+                data.embeddings,
             )
-        features["face"] = pooled
-        base["n_face"] = counts.astype(np.int64)
+        features[role] = pooled
+        base[f"n_{role}"] = counts.astype(np.int64)
         if "eeg" in by_role:
-            orphan = sorted(set(face.rows["item"].unique()) - set(base["item"].unique()))
+            orphan = sorted(set(data.rows["item"].unique()) - set(base["item"].unique()))
             if orphan:
-                log.warning("%d face item(s) have no EEG rows and are not used (e.g. %s)", len(orphan), orphan[0])
-    sources = {role: data.source() for role, data in by_role.items()}
+                log.warning("%d %s item(s) have no EEG rows and are not used (e.g. %s)", len(orphan), role, orphan[0])
+    sources = {role: by_role[role].source() for role in ordered(by_role)}
     table = AlignedTable(rows=base.reset_index(drop=True), features=features, granularity="window", sources=sources)
     for role in table.roles:
         missing = int((~table.available(role)).sum())
@@ -364,17 +394,18 @@ def describe_store(path: str | Path) -> dict[str, Any]:
     store = open_store(path)
     m = store.manifest
     return {"path": str(path), "kind": m.kind, "dataset": m.dataset, "extractor": m.extractor,
-            "fingerprint": str(store.fingerprint), "role": ROLE_OF_KIND.get(m.kind, "")}
+            "fingerprint": str(store.fingerprint), "role": modality_of(m.kind)}
 
 
 def find_stores(
     stores: Sequence[str | Path] = (), cache: str | Path | None = None, dataset: str = "",
-    roles: Sequence[str] = ROLES,
+    roles: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Pick one store path per needed role from explicit paths or from the stores found under ``cache``.
+    """Pick one store path per modality from explicit paths or from the stores found under ``cache``.
 
-    Returns {role: path} for the roles in ``roles`` that are available; raises with the candidates listed when a
-    choice is ambiguous (several datasets, or several stores of one role).
+    ``roles``: the modalities wanted (empty: every modality found). Returns {modality: path} in canonical order for
+    those available; raises with the candidates listed when a choice is ambiguous (several datasets, or several
+    stores of one modality).
     """
     if stores:
         described = [describe_store(p) for p in stores]
@@ -396,23 +427,24 @@ def find_stores(
     if len(datasets) > 1:
         raise FuseDataError(f"stores of several datasets found ({', '.join(datasets)}); choose one with --dataset")
     chosen: dict[str, str] = {}
-    for role in roles:
+    for role in ordered(roles or [d["role"] for d in described]):
         cands = [d for d in described if d["role"] == role]
         if len(cands) > 1:
             listing = "; ".join(f"{d['path']} ({d['kind']}, {d['extractor']})" for d in cands)
-            raise FuseDataError(f"several {role}-role stores: {listing}; pass the one to use with --stores")
+            raise FuseDataError(f"several {role} stores: {listing}; pass the one to use with --stores "
+                                "or choose modalities with --modalities")
         if cands:
             chosen[role] = cands[0]["path"]
     return chosen
 
 
-def roles_for(strategy: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(roles a strategy needs, roles it reads when present) — face-only runs read the EEG store for its windows."""
-    return {
-        "eeg": (("eeg",), ("eeg",)),
-        "face": (("face",), ("eeg", "face")),
-        "early": (("eeg", "face"), ("eeg", "face")),
-        "late": ((), ("eeg", "face")),
-        "transformer": (("eeg", "face"), ("eeg", "face")),
-    }[strategy]
-
+def roles_for(strategy: str, available: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(modalities every used row must have, modalities whose features the strategy reads) for a run over the
+    ``available`` modalities. A single-modality strategy is named after its modality; early and the transformer
+    need all; late uses what a row has."""
+    available = ordered(available)
+    if strategy in ("early", "transformer"):
+        return available, available
+    if strategy == "late":
+        return (), available
+    return (strategy,), (strategy,)

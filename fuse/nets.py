@@ -63,30 +63,34 @@ class _CrossBlock(nn.Module):
 
 
 class CrossModalTransformer(nn.Module):
-    """Two window sequences (EEG, face) -> class logits.
+    """Window sequences of two or more modalities (EEG, face, audio, ...) -> class logits.
 
     Per-modality linear projections + sinusoidal positions + a learned modality embedding; cross-modal attention
-    both ways (EEG attends to face, face to EEG); one self-attention encoder layer over both sequences together;
-    masked mean pooling per modality; a learned gate (softmax over the two modalities, from both pooled vectors)
+    for every modality (its queries attend to the positions of all the other modalities together: with two, EEG
+    attends to face and face to EEG); one self-attention encoder layer over all sequences together (a shared token
+    space); masked mean pooling per modality; a learned gate (softmax over the modalities, from all pooled vectors)
     weights them; a linear classifier. With ``n_subjects`` and ``adversary_lambda`` > 0 a subject classifier sits
     behind gradient reversal, pushing the fused vector to forget who the subject is.
 
-    Batch: {"eeg": (B, L, d_eeg), "face": (B, L, d_face), "eeg_pad": (B, L) bool, "face_pad": (B, L) bool,
-    optional "subject": (B,) int}. ``*_pad`` is True where a position is padding or the modality is missing.
+    ``dims``: {modality: feature dim}, in the order the batch lists them. Batch: {m: (B, L, d_m), f"{m}_pad":
+    (B, L) bool for each modality m, optional "subject": (B,) int}. ``*_pad`` is True where a position is padding
+    or the modality is missing.
     """
 
-    def __init__(self, eeg_dim: int, face_dim: int, n_classes: int, *, d_model: int = 64, heads: int = 4,
+    def __init__(self, dims: dict[str, int], n_classes: int, *, d_model: int = 64, heads: int = 4,
                  dropout: float = 0.1, max_len: int = 512, n_subjects: int = 0, adversary_lambda: float = 0.0) -> None:
         super().__init__()
-        self.proj = nn.ModuleDict({"eeg": nn.Linear(eeg_dim, d_model), "face": nn.Linear(face_dim, d_model)})
-        self.modality = nn.ParameterDict({m: nn.Parameter(torch.zeros(d_model)) for m in ("eeg", "face")})
+        if len(dims) < 2:
+            raise ValueError(f"the cross-modal transformer needs two or more modalities, got {list(dims)}")
+        self.names = list(dims)
+        self.proj = nn.ModuleDict({m: nn.Linear(int(d), d_model) for m, d in dims.items()})
+        self.modality = nn.ParameterDict({m: nn.Parameter(torch.zeros(d_model)) for m in self.names})
         self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
         self.dropout = nn.Dropout(dropout)
-        self.eeg_to_face = _CrossBlock(d_model, heads, dropout)
-        self.face_to_eeg = _CrossBlock(d_model, heads, dropout)
+        self.cross = nn.ModuleDict({m: _CrossBlock(d_model, heads, dropout) for m in self.names})
         self.encoder = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=dropout,
                                                   batch_first=True, norm_first=True)
-        self.gate = nn.Linear(2 * d_model, 2)
+        self.gate = nn.Linear(len(self.names) * d_model, len(self.names))
         self.head = nn.Linear(d_model, n_classes)
         self.adversary_lambda = float(adversary_lambda)
         self.adversary = (
@@ -105,21 +109,27 @@ class CrossModalTransformer(nn.Module):
         return (h * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
 
     def fused(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        eeg_pad, face_pad = batch["eeg_pad"].clone(), batch["face_pad"].clone()
-        # a sequence with nothing valid would make attention NaN: let it see its (zeroed) first position
-        eeg_pad[eeg_pad.all(dim=1), 0] = False
-        face_pad[face_pad.all(dim=1), 0] = False
-        e = self._embed("eeg", batch["eeg"])
-        f = self._embed("face", batch["face"])
-        e2 = self.eeg_to_face(e, f, face_pad)  # EEG queries attend to face
-        f2 = self.face_to_eeg(f, e, eeg_pad)  # face queries attend to EEG
-        length = e2.shape[1]
-        both = self.encoder(torch.cat([e2, f2], dim=1), src_key_padding_mask=torch.cat([eeg_pad, face_pad], dim=1))
-        he = self._masked_mean(both[:, :length], eeg_pad)
-        hf = self._masked_mean(both[:, length:], face_pad)
-        gate = torch.softmax(self.gate(torch.cat([he, hf], dim=-1)), dim=-1)
+        pads = {}
+        for m in self.names:
+            pad = batch[f"{m}_pad"].clone()
+            # a sequence with nothing valid would make attention NaN: let it see its (zeroed) first position
+            pad[pad.all(dim=1), 0] = False
+            pads[m] = pad
+        tokens = {m: self._embed(m, batch[m]) for m in self.names}
+        attended = []
+        for m in self.names:  # m's queries attend to every other modality's positions
+            others = [o for o in self.names if o != m]
+            kv = torch.cat([tokens[o] for o in others], dim=1)
+            kv_pad = torch.cat([pads[o] for o in others], dim=1)
+            attended.append(self.cross[m](tokens[m], kv, kv_pad))
+        lengths = [t.shape[1] for t in attended]
+        joint = self.encoder(torch.cat(attended, dim=1),
+                             src_key_padding_mask=torch.cat([pads[m] for m in self.names], dim=1))
+        pooled = [self._masked_mean(part, pads[m])
+                  for part, m in zip(torch.split(joint, lengths, dim=1), self.names, strict=True)]
+        gate = torch.softmax(self.gate(torch.cat(pooled, dim=-1)), dim=-1)
         self.last_gate = gate.detach()
-        return gate[:, :1] * he + gate[:, 1:] * hf
+        return sum(gate[:, i : i + 1] * h for i, h in enumerate(pooled))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.fused(batch))

@@ -26,6 +26,7 @@ from fuse.data import (
     align,
     find_stores,
     load_store,
+    ordered,
     roles_for,
     to_trials,
 )
@@ -58,20 +59,22 @@ def resolve(cfg: FuseConfig) -> FuseConfig:
 
 
 def load_modalities(cfg: FuseConfig) -> list[ModalityData]:
-    """Read the stores this strategy needs (and the EEG store of face-only runs, for its windows)."""
-    needed, wanted = roles_for(cfg.strategy)
-    if cfg.require_both:
-        needed = ("eeg", "face")
+    """Read one store per modality of the run (``cfg.modalities``, or every modality found); single-modality
+    strategies read the others too, so their rows are the same windows as a fusion run's."""
     if cfg.expect_stores:  # a replay: the recorded stores, checked before anything is read
         check_recorded_paths(cfg.expect_stores)
-    paths = find_stores(cfg.stores, cfg.cache or None, cfg.dataset, roles=wanted)
+    paths = find_stores(cfg.stores, cfg.cache or None, cfg.dataset, roles=cfg.modalities)
     if cfg.expect_stores:
         check_stores(cfg.expect_stores, paths)
+    needed, _ = roles_for(cfg.strategy, list(paths))
+    needed = tuple(cfg.modalities) if cfg.aligned_all and cfg.modalities else needed
     missing = [r for r in needed if r not in paths]
+    have = ", ".join(f"{r}: {p}" for r, p in paths.items()) or "none"
     if missing or not paths:
-        have = ", ".join(f"{r}: {p}" for r, p in paths.items()) or "none"
         raise FuseDataError(f"strategy {cfg.strategy!r} needs a {' and a '.join(missing or ('eeg', 'face'))} store; "
                             f"found {have}")
+    if cfg.strategy in ("early", "transformer") and len(paths) < 2:
+        raise FuseDataError(f"strategy {cfg.strategy!r} fuses two or more modalities; found only {have}")
     out = []
     for role, path in paths.items():
         start = time.perf_counter()
@@ -85,16 +88,16 @@ def load_modalities(cfg: FuseConfig) -> list[ModalityData]:
 
 def used_rows(table: AlignedTable, target: Target, cfg: FuseConfig) -> tuple[np.ndarray, dict[str, int]]:
     """Rows the run uses and how many were dropped for what (explicit missing-modality policy)."""
-    needed, _ = roles_for(cfg.strategy)
-    if cfg.require_both:
-        needed = ("eeg", "face")
+    needed, _ = roles_for(cfg.strategy, table.roles)
+    if cfg.aligned_all:
+        needed = table.roles
     keep = target.codes >= 0
     counts = {"total": len(table), "dropped_missing_label": int((~keep).sum())}
     for role in needed:
         ok = table.available(role)
         counts[f"dropped_missing_{role}"] = int((keep & ~ok).sum())
         keep &= ok
-    if cfg.strategy == "late":  # late fusion uses what a row has; a row with neither cannot be scored
+    if cfg.strategy == "late":  # late fusion uses what a row has; a row with none cannot be scored
         any_role = np.zeros(len(table), dtype=bool)
         for role in table.roles:
             any_role |= table.available(role)
@@ -110,14 +113,15 @@ def used_rows(table: AlignedTable, target: Target, cfg: FuseConfig) -> tuple[np.
 
 
 def make_inputs(table: AlignedTable, idx: np.ndarray, cfg: FuseConfig) -> Inputs:
-    """Inputs of the used rows: only the roles the strategy reads; sequences for the transformer."""
-    reads = {"eeg": ("eeg",), "face": ("face",)}.get(cfg.strategy, ("eeg", "face"))
+    """Inputs of the used rows: only the modalities the strategy reads; sequences for the transformer."""
+    _, reads = roles_for(cfg.strategy, table.roles)
     features = {r: table.features[r][idx] for r in reads if r in table.features}
     rows = table.rows.iloc[idx]
     inputs = Inputs(features=features, groups=rows["item"].to_numpy(), subjects=rows["subject"].to_numpy())
     if cfg.strategy == "transformer":
         pools, index = table.sequence_index(cfg.transformer.context, cfg.transformer.max_len)
-        inputs.seq_pools, inputs.seq_index = pools, index[idx]
+        inputs.seq_pools = {r: pools[r] for r in reads}
+        inputs.seq_index = index[idx]
         inputs.features = {}
     return inputs
 
@@ -147,9 +151,8 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     t0 = time.perf_counter()
     if modalities is None:
         modalities = load_modalities(cfg)
-    else:
-        _, wanted = roles_for(cfg.strategy)
-        modalities = [m for m in modalities if m.role in wanted or cfg.require_both]
+    elif cfg.modalities:
+        modalities = [m for m in modalities if m.role in cfg.modalities]
     timings["load_s"] = time.perf_counter() - t0
     cfg = record_inputs(cfg, modalities)  # what config.yaml records: absolute store paths and fingerprints
 
@@ -265,9 +268,11 @@ def _pooling_note(cfg: FuseConfig, table: AlignedTable, role: str) -> str:
     if role == "eeg":
         per = "one EEG window" if cfg.granularity == "window" else "mean of the trial's EEG windows"
         return f"{per} (store rows as they are)"
+    first = ordered(table.sources)[0]
     base = ("the EEG windows" if has_eeg else
-            (f"fixed {cfg.window_s:g} s windows on the face clock" if cfg.window_s > 0 else "each stored frame"))
-    pooled = "mean of valid rows (q_face_found, finite) whose mid-time falls in"
+            (f"fixed {cfg.window_s:g} s windows on the item clock" if cfg.window_s > 0
+             else f"each stored {first} row"))
+    pooled = "mean of valid rows (finite; q_face_found where recorded) whose mid-time falls in"
     if cfg.granularity == "trial":
         return f"per trial: {pooled} {base}, averaged over the trial (weighted by rows)"
     return f"{pooled} {base}"

@@ -1,8 +1,10 @@
-"""Fusion strategies (registry STRATEGIES): eeg, face, early, late, transformer.
+"""Fusion strategies (registry STRATEGIES): one per single modality (eeg, face, eye, audio, peripheral), and
+early, late, transformer over any number of modalities.
 
 A strategy owns its preprocessors and classifiers; ``fit(inputs, y)`` sees training rows only, so every scaler,
-PCA, late-fusion weight and stacker is fitted on the training fold. Inputs carry one (n, d) matrix per role with
-NaN rows where a role is missing (late fusion then uses the roles a row has).
+PCA, late-fusion weight and stacker is fitted on the training fold. Inputs carry one (n, d) matrix per modality
+(role) with NaN rows where a modality is missing (late fusion then uses the modalities a row has). The fusion
+strategies read the modalities the inputs carry at ``fit`` (in table order) and record them in their state.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from fuse.classifiers import (
     prefixed,
     unprefixed,
 )
-from fuse.config import FuseConfig
+from fuse.config import SINGLE_MODALITY, FuseConfig
+from fuse.data import ordered
 from fuse.train import inner_split
 from store.registry import Registry
 
@@ -139,41 +142,49 @@ class Single(Strategy):
         self.branch = _Branch.from_state(arrays, meta)
 
 
-@STRATEGIES.register("eeg")
-class EEGOnly(Single):
-    name, roles = "eeg", ("eeg",)
+def _single(modality: str) -> type[Single]:
+    """The single-modality strategy of ``modality`` (registered under its name)."""
+    cls = type(f"{modality.capitalize()}Only", (Single,), {"name": modality, "roles": (modality,),
+                                                            "__doc__": f"The {modality} modality alone."})
+    return STRATEGIES.register(modality)(cls)
 
 
-@STRATEGIES.register("face")
-class FaceOnly(Single):
-    name, roles = "face", ("face",)
+EEGOnly, FaceOnly, EyeOnly, AudioOnly, PeripheralOnly = (_single(m) for m in SINGLE_MODALITY)
+
+
+def _input_roles(inputs: Inputs) -> tuple[str, ...]:
+    """The modalities the inputs carry (features, or transformer pools), in table order."""
+    return ordered(inputs.features or (inputs.seq_pools or {}))
 
 
 @STRATEGIES.register("early")
 class Early(Strategy):
     """Early fusion: each modality standardised, concatenated, optional PCA, one classifier."""
 
-    name, roles = "early", ("eeg", "face")
+    name = "early"
 
     def __init__(self, cfg: FuseConfig, n_classes: int, seed: int = 0) -> None:
         super().__init__(cfg, n_classes, seed)
-        self.preps = {r: Preprocessor(seed=seed) for r in self.roles}
+        self.preps: dict[str, Preprocessor] = {}
         self.branch = _Branch(Preprocessor(standardize=False, n_components=cfg.pca_components, seed=seed),
                               self._new_classifier())
 
     def _joint(self, inputs: Inputs, fit: bool) -> np.ndarray:
-        """Each role standardised straight into its columns of one (n, d_eeg + d_face) float32 matrix."""
+        """Each modality standardised straight into its columns of one (n, sum of dims) float32 matrix."""
         dims = [inputs.features[r].shape[1] for r in self.roles]
         joint = np.empty((len(inputs), sum(dims)), dtype=np.float32)
         start = 0
         for role, dim in zip(self.roles, dims, strict=True):
             if fit:
-                self.preps[role].fit(inputs.features[role])
+                self.preps[role] = Preprocessor(seed=self.seed).fit(inputs.features[role])
             self.preps[role].transform(inputs.features[role], out=joint[:, start : start + dim])
             start += dim
         return joint
 
     def fit(self, inputs: Inputs, y: np.ndarray) -> Early:
+        self.roles = _input_roles(inputs)
+        if len(self.roles) < 2:
+            raise ValueError(f"early fusion needs two or more modalities; the inputs have {list(self.roles)}")
         _require(inputs, self.roles)
         self.branch.fit(self._joint(inputs, fit=True), y, inputs.group_keys(), inputs.subjects)
         return self
@@ -185,31 +196,42 @@ class Early(Strategy):
     def state(self) -> tuple[Arrays, dict[str, Any]]:
         arrays, meta = self.branch.state()
         arrays = prefixed("joint", arrays)
-        meta = {"joint": meta}
+        meta = {"joint": meta, "modalities": list(self.roles)}
         arrays |= _preps_state(self.preps, meta)
         return arrays, meta
 
     def load_state(self, arrays: Arrays, meta: dict[str, Any]) -> None:
+        self.roles = tuple(meta.get("modalities", ("eeg", "face")))
         self.branch = _Branch.from_state(unprefixed("joint", arrays), meta["joint"])
         self.preps = _preps_from_state(self.roles, arrays, meta)
+
+
+def weight_grid(n: int) -> np.ndarray:
+    """Candidate weight vectors for ``n`` modalities: the simplex in steps of 0.1 (0.25 past three modalities)."""
+    steps = 10 if n <= 3 else 4
+    import itertools
+
+    points = [c for c in itertools.product(range(steps + 1), repeat=n - 1) if sum(c) <= steps]
+    return np.array([[*c, steps - sum(c)] for c in points], dtype=np.float64) / steps
 
 
 @STRATEGIES.register("late")
 class Late(Strategy):
     """Late fusion: one classifier per modality (trained on the rows that have it), probabilities combined.
 
-    combine = mean (fixed weights, default equal), tuned (the EEG weight in 0, 0.1, ..., 1 that maximises the
-    log-likelihood on an inner validation split of the training trials), or stack (a logistic regression on the
-    out-of-fold probabilities of the per-modality classifiers, folds grouped by trial). Rows missing a modality use
-    the others (mean/tuned renormalise the weights; stack fills the missing probabilities with the training prior).
+    combine = mean (fixed weights, one per modality; default equal), tuned (the weight vector on a 0.1 simplex
+    grid that maximises the log-likelihood on an inner validation split of the training trials; ties go to the
+    most even weights), or stack (a logistic regression on the out-of-fold probabilities of the per-modality
+    classifiers, folds grouped by trial). Rows missing a modality use the others (mean/tuned renormalise the
+    weights; stack fills the missing probabilities with the training prior).
     """
 
-    name, roles = "late", ("eeg", "face")
+    name = "late"
 
     def __init__(self, cfg: FuseConfig, n_classes: int, seed: int = 0) -> None:
         super().__init__(cfg, n_classes, seed)
         self.combine = cfg.late.combine
-        self.weights = np.array(cfg.late.weights or (1.0, 1.0), dtype=np.float64)
+        self.weights = np.array(cfg.late.weights, dtype=np.float64)
         self.branches: dict[str, _Branch] = {}
         self.prior = np.full(n_classes, 1.0 / n_classes)
         self.stacker: LogReg | None = None
@@ -232,7 +254,7 @@ class Late(Strategy):
         return branches
 
     def _role_probas(self, branches: dict[str, _Branch], inputs: Inputs) -> dict[str, np.ndarray]:
-        """Per role: (n, C) probabilities, NaN rows where the row lacks the role."""
+        """Per modality: (n, C) probabilities, NaN rows where the row lacks the modality."""
         out = {}
         for role in self.roles:
             probs = np.full((len(inputs), self.n_classes), np.nan)
@@ -260,21 +282,32 @@ class Late(Strategy):
         return np.concatenate([np.where(np.isfinite(probas[r]), probas[r], self.prior) for r in self.roles], axis=1)
 
     def fit(self, inputs: Inputs, y: np.ndarray) -> Late:
+        self.roles = _input_roles(inputs)
+        if not self.roles:
+            raise ValueError("late fusion: the inputs carry no modality")
+        n = len(self.roles)
+        if not len(self.weights):
+            self.weights = np.ones(n)
+        if len(self.weights) != n:
+            raise ValueError(f"late.weights has {len(self.weights)} values but the run fuses {n} modalities "
+                             f"({', '.join(self.roles)}); give one weight per modality in that order")
         y = np.asarray(y, dtype=np.int64)
         self.prior = np.bincount(y, minlength=self.n_classes) / len(y)
         groups = inputs.group_keys()
         rng = np.random.default_rng(self.seed)
-        if self.combine == "tuned":
+        if self.combine == "tuned" and n > 1:
             tr, va = inner_split(groups, self.cfg.train.val_fraction, rng)
             if len(va):
                 probas = self._role_probas(self._fit_branches(inputs.take(tr), y[tr]), inputs.take(va))
-                best, best_ll = 0.5, -np.inf
-                for w in np.round(np.linspace(0, 1, 11), 2):
-                    p = self._mean(probas, np.array([w, 1 - w]))
+                even = np.full(n, 1.0 / n)
+                best, best_ll = even, -np.inf
+                for w in weight_grid(n):
+                    p = self._mean(probas, w)
                     ll = float(np.mean(np.log(np.clip(p[np.arange(len(va)), y[va]], 1e-12, None))))
-                    if ll > best_ll + 1e-12 or (abs(ll - best_ll) <= 1e-12 and abs(w - 0.5) < abs(best - 0.5)):
+                    closer = np.abs(w - even).sum() < np.abs(best - even).sum()
+                    if ll > best_ll + 1e-12 or (abs(ll - best_ll) <= 1e-12 and closer):
                         best, best_ll = w, ll
-                self.weights = np.array([best, 1 - best])
+                self.weights = np.asarray(best, dtype=np.float64)
         elif self.combine == "stack":
             uniq = np.unique(groups)
             k = min(self.cfg.late.inner_folds, len(uniq))
@@ -299,7 +332,8 @@ class Late(Strategy):
 
     def state(self) -> tuple[Arrays, dict[str, Any]]:
         arrays: Arrays = {"weights": self.weights, "prior": self.prior}
-        meta: dict[str, Any] = {"combine": self.combine, "roles": sorted(self.branches)}
+        meta: dict[str, Any] = {"combine": self.combine, "roles": sorted(self.branches),
+                                "modalities": list(self.roles)}
         for role, branch in self.branches.items():
             a, m = branch.state()
             arrays |= prefixed(role, a)
@@ -312,6 +346,7 @@ class Late(Strategy):
 
     def load_state(self, arrays: Arrays, meta: dict[str, Any]) -> None:
         self.combine = meta["combine"]
+        self.roles = tuple(meta.get("modalities", ("eeg", "face")))
         self.weights, self.prior = arrays["weights"], arrays["prior"]
         self.branches = {r: _Branch.from_state(unprefixed(r, arrays), meta[r]) for r in meta["roles"]}
         self.stacker = LogReg.from_state(unprefixed("stacker", arrays), meta["stacker"]) if "stacker" in meta else None
@@ -322,23 +357,27 @@ class CrossModal(Strategy):
     """The cross-modal transformer over the windows of a trial (a context around each window, or the whole trial).
     Each role is standardised with training-row statistics before it enters the network."""
 
-    name, roles = "transformer", ("eeg", "face")
+    name = "transformer"
 
     def __init__(self, cfg: FuseConfig, n_classes: int, seed: int = 0) -> None:
         super().__init__(cfg, n_classes, seed)
-        self.preps = {r: Preprocessor(seed=seed) for r in self.roles}
+        self.preps: dict[str, Preprocessor] = {}
         self.clf = self._new_classifier()
 
     def _sequences(self, inputs: Inputs, fit: bool) -> SequenceInputs:
         if inputs.seq_pools is None or inputs.seq_index is None:
             raise ValueError("the transformer strategy needs sequence inputs (seq_pools, seq_index)")
+        if fit:
+            self.roles = _input_roles(inputs)
+            if len(self.roles) < 2:
+                raise ValueError(f"the transformer needs two or more modalities; the inputs have {list(self.roles)}")
         pools = {}
         for role in self.roles:
             pool = inputs.seq_pools[role]
             if fit:  # statistics from the windows the training rows read
                 used = np.unique(inputs.seq_index[inputs.seq_index >= 0])
                 rows = pool[used]
-                self.preps[role].fit(rows[np.isfinite(rows).all(axis=1)])
+                self.preps[role] = Preprocessor(seed=self.seed).fit(rows[np.isfinite(rows).all(axis=1)])
             pools[role] = self.preps[role].transform(pool)
         return SequenceInputs(pools, inputs.seq_index)
 
@@ -352,11 +391,12 @@ class CrossModal(Strategy):
     def state(self) -> tuple[Arrays, dict[str, Any]]:
         arrays, cm = self.clf.state()
         arrays = prefixed("clf", arrays)
-        meta: dict[str, Any] = {"clf": cm}
+        meta: dict[str, Any] = {"clf": cm, "modalities": list(self.roles)}
         arrays |= _preps_state(self.preps, meta)
         return arrays, meta
 
     def load_state(self, arrays: Arrays, meta: dict[str, Any]) -> None:
+        self.roles = tuple(meta.get("modalities", ("eeg", "face")))
         self.clf = classifier_from_state(unprefixed("clf", arrays), meta["clf"])
         self.preps = _preps_from_state(self.roles, arrays, meta)
 

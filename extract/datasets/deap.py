@@ -52,7 +52,7 @@ def binarize(values: Any, threshold: float = 5.0, side: Literal[">=", ">"] = ">=
     return (arr >= threshold if side == ">=" else arr > threshold).astype(np.int64)
 
 
-@DATASETS.register("deap", modalities=("face", "eeg"))
+@DATASETS.register("deap", modalities=("face", "eeg", "peripheral"))
 class DeapReader(DatasetReader):
     """DEAP reader. Options:
 
@@ -65,7 +65,7 @@ class DeapReader(DatasetReader):
     """
 
     name = "deap"
-    modalities = ("face", "eeg")
+    modalities = ("face", "eeg", "peripheral")
 
     def __init__(
         self,

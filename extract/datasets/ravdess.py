@@ -6,6 +6,11 @@ Fields: modality (01 audio-video, 02 video-only, 03 audio-only), vocal channel (
 (01 neutral ... 08 surprised), intensity (01 normal, 02 strong), statement (01, 02), repetition (01, 02),
 actor (01-24). Item ``ravdess/<file stem>``; ``labels["emotion"]`` = emotion - 1 (0-based, 8 classes);
 ``fold`` = actor group (actors 1-4 -> 1, 5-8 -> 2, ... 21-24 -> 6), the standard 6-fold protocol.
+
+Modalities: ``face`` (the video) and ``audio``. An audio-video (01) item's audio is its own track; a video-only
+(02) item's audio is the track of the 01 file of the same recording (same other six fields) when it is there
+(the 02 files are the 01 recordings without sound, so the clocks agree); audio-only (03) ``.wav`` files are
+items with audio only (``modality="audio"`` or ``"all"``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ VOCAL_CHANNELS = {1: "speech", 2: "song"}
 _FIELDS = ("modality", "vocal_channel", "emotion", "intensity", "statement", "repetition", "actor")
 _RANGES = {"modality": (1, 3), "vocal_channel": (1, 2), "emotion": (1, 8), "intensity": (1, 2),
            "statement": (1, 2), "repetition": (1, 2), "actor": (1, 24)}
-_MODALITY_OPTION = {"video": (2,), "av": (1,), "both": (1, 2)}
+_MODALITY_OPTION = {"video": (2,), "av": (1,), "both": (1, 2), "audio": (3,), "all": (1, 2, 3)}
 _VOCAL_OPTION = {"speech": (1,), "song": (2,), "both": (1, 2)}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+AUDIO_SUFFIXES = {".wav"}
 
 
 @dataclass(frozen=True)
@@ -68,14 +74,14 @@ def parse_ravdess_name(path: str | Path) -> RavdessName:
     return RavdessName(**values)
 
 
-@DATASETS.register("ravdess", modalities=("face",))
+@DATASETS.register("ravdess", modalities=("face", "audio"))
 class RavdessReader(DatasetReader):
     """RAVDESS reader. Options: ``modality`` ("video" = 02 video-only, the default and the standard video
-    protocol; "av" = 01 audio-visual; "both"), ``vocal`` ("speech" default, "song", "both"), ``strict``
+    protocol; "av" = 01 audio-visual; "both"; "audio" = 03 audio-only wavs; "all"), ``vocal`` ("speech" default, "song", "both"), ``strict``
     (raise on a malformed file name instead of logging and skipping it)."""
 
     name = "ravdess"
-    modalities = ("face",)
+    modalities = ("face", "audio")
 
     def label_names(self) -> dict[str, list[str]]:
         return {"emotion": list(EMOTIONS)}
@@ -84,7 +90,7 @@ class RavdessReader(DatasetReader):
         self,
         root: str | Path,
         *,
-        modality: Literal["video", "av", "both"] = "video",
+        modality: Literal["video", "av", "both", "audio", "all"] = "video",
         vocal: Literal["speech", "song", "both"] = "speech",
         strict: bool = False,
     ) -> None:
@@ -111,8 +117,11 @@ class RavdessReader(DatasetReader):
         self._bad_files = {}
         modalities, vocals = _MODALITY_OPTION[self.modality], _VOCAL_OPTION[self.vocal]
         for folder in self._actor_dirs():
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() not in VIDEO_SUFFIXES:
+            paths = sorted(folder.iterdir())
+            av_files = {p.stem[3:]: p for p in paths if p.stem.startswith("01-") and p.suffix.lower() in VIDEO_SUFFIXES}
+            for path in paths:
+                suffix = path.suffix.lower()
+                if suffix not in VIDEO_SUFFIXES and suffix not in AUDIO_SUFFIXES:
                     continue
                 try:
                     name = parse_ravdess_name(path)
@@ -127,6 +136,16 @@ class RavdessReader(DatasetReader):
                     continue
                 if name.modality not in modalities or name.vocal_channel not in vocals:
                     continue
+                if (suffix in AUDIO_SUFFIXES) != (name.modality == 3):
+                    continue  # a wav is audio-only (03); a video file is 01 or 02
+                if name.modality == 3:
+                    sources = {"audio": str(path)}
+                elif name.modality == 1:
+                    sources = {"video": str(path), "audio": str(path)}
+                else:
+                    sources = {"video": str(path)}
+                    if path.stem[3:] in av_files:
+                        sources["audio"] = str(av_files[path.stem[3:]])
                 meta = asdict(name)
                 meta.update(emotion_name=name.emotion_name, modality_name=MODALITIES[name.modality],
                             vocal_channel_name=VOCAL_CHANNELS[name.vocal_channel])
@@ -135,7 +154,7 @@ class RavdessReader(DatasetReader):
                         key=f"ravdess/{path.stem}", dataset="ravdess", subject=f"{name.actor:02d}", session=1,
                         trial=path.stem,
                         labels={"emotion": name.emotion - 1, "intensity": name.intensity - 1},
-                        sources={"video": str(path)}, fold=name.fold, meta=meta,
+                        sources=sources, fold=name.fold, meta=meta,
                     )
                 )
         if self._bad_files:

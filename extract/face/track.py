@@ -289,7 +289,7 @@ class MultiTracker:
         used: set[int] = set()
         for j in range(len(dets)):
             best = None
-            for a, (tid, box, template, misses) in enumerate(self._active):
+            for a, (_tid, box, template, misses) in enumerate(self._active):
                 if a in used or j not in continuations(box, dets, self.cfg, misses):
                     continue
                 if template is not None and desc is not None and float(desc[j] @ template) < self.cfg.min_similarity:

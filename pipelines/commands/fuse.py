@@ -25,16 +25,20 @@ OUTPUT = "Output"
 
 
 def fuse_command(
-    cache: Annotated[Path | None, typer.Option("--cache", help="Folder whose stores are found by kind (one EEG-like "
-                                               "and/or one face-like store of one dataset). Required: --cache or "
+    cache: Annotated[Path | None, typer.Option("--cache", help="Folder whose stores are found by kind (one store "
+                                               "per modality of one dataset). Required: --cache or "
                                                "--stores (here or in --config).",
                                                rich_help_panel=INPUT)] = None,
     stores: Annotated[list[Path] | None, typer.Option("--stores", help="A store to read (repeatable); instead of "
                                                       "--cache.", rich_help_panel=INPUT)] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Use this dataset's stores when the cache holds "
                                                 "several.", rich_help_panel=INPUT)] = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="eeg, face, early, late or transformer "
-                                                 "(default early).", rich_help_panel=MODEL)] = None,
+    modalities: Annotated[str | None, typer.Option("--modalities", help="Comma-separated modalities to use, e.g. "
+                                                   "face,audio or eeg,face,peripheral (default: every store "
+                                                   "found).", rich_help_panel=INPUT)] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="A single modality (eeg, face, eye, "
+                                                 "audio, peripheral), early, late or transformer (default "
+                                                 "early).", rich_help_panel=MODEL)] = None,
     classifier: Annotated[str | None, typer.Option("--classifier", help="logreg, mlp or transformer (default: "
                                                    "transformer for the transformer strategy, logreg otherwise).",
                                                    rich_help_panel=MODEL)] = None,
@@ -60,9 +64,9 @@ def fuse_command(
     window_s: Annotated[float | None, typer.Option("--window-s", help="Face-only runs: window length on the face "
                                                    "clock (default 1; 0 = one row per frame).",
                                                    rich_help_panel=EVAL)] = None,
-    require_both: Annotated[bool, typer.Option("--require-both", help="Use only rows with both modalities, "
-                                               "whatever the strategy (comparable row sets).",
-                                               rich_help_panel=EVAL)] = False,
+    require_all: Annotated[bool, typer.Option("--require-all", "--require-both", help="Use only rows with every "
+                                              "modality of the run, whatever the strategy (comparable row sets; "
+                                              "--require-both is the old name).", rich_help_panel=EVAL)] = False,
     max_yaw: Annotated[float | None, typer.Option("--max-yaw", help="Face rows whose |head yaw| exceeds this "
                                                   "many degrees count as no-face rows (default: keep all).",
                                                   rich_help_panel=EVAL)] = None,
@@ -95,6 +99,7 @@ def fuse_command(
         "cache": str(cache) if cache else None,
         "stores": [str(s) for s in stores] if stores else None,
         "dataset": dataset,
+        "modalities": [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None,
         "strategy": strategy,
         "classifier": classifier,
         "pca_components": pca,
@@ -106,7 +111,7 @@ def fuse_command(
         "k": k,
         "granularity": granularity,
         "window_s": window_s,
-        "require_both": require_both or None,
+        "require_all": require_all or None,
         "max_yaw": max_yaw,
         "seed": seed,
         "out": str(out) if out else None,

@@ -84,6 +84,9 @@ class ExtractConfig:
     eeg_feature: str = "de"  # "de" (differential entropy) or "psd" (band power)
     eeg_options: dict[str, Any] = field(default_factory=dict, metadata={"options": eeg_option_schema})  # more EegConfig fields (filter_mode, baseline, ...)
 
+    # -- audio path
+    audio_options: dict[str, Any] = field(default_factory=dict)  # AudioConfig fields (features, model, n_mels, ...)
+
     # -- where
     store_format: StoreFormat = "zarr"
     out_dir: Path = Path("cache")

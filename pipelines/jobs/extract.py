@@ -39,7 +39,8 @@ from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext
 
 log = logging.getLogger(__name__)
 
-KNOWN_KINDS_NOTE = "face (video/frames), eeg (raw EEG), or a dataset's precomputed kinds (SEED-V: eeg_de, eye)"
+KNOWN_KINDS_NOTE = ("face (video/frames), eeg (raw EEG), audio (a video's audio track or a wav), peripheral (DEAP "
+                    "channels 33-40), or a dataset's precomputed kinds (SEED-V: eeg_de, eye)")
 
 
 @dataclass

@@ -32,10 +32,12 @@ STORE_SUFFIX = {"zarr": ".zarr", "hdf5": ".h5"}
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "face": ("face", "video", "frames", "images", "image", "pixels", "csv"),
     "eeg": ("eeg",),
+    "audio": ("audio",),
+    "peripheral": ("peripheral", "eeg"),  # DEAP: channels 33-40 of the same .dat file
 }
 
 # Modules whose import registers the project's datasets and extractors.
-REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.eeg")
+REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.eeg", "extract.audio")
 
 LIBRARIES = ("numpy", "scipy", "torch", "torchvision", "transformers", "av", "facenet-pytorch", "zarr", "h5py")
 
@@ -117,6 +119,8 @@ def extractor_recipe(kind: str, cfg: ExtractConfig) -> ExtractorRecipe:
         if cfg.bands:
             options["bands"] = list(cfg.bands)
         return ExtractorRecipe.make("eeg", **options)
+    if kind == "audio":
+        return ExtractorRecipe.make("audio", **cfg.audio_options)
     # Other kinds (SEED-V eeg_de / eye, DEAP peripheral, ...): "<dataset>-<kind>", "<kind>" or "eeg-<kind>".
     dashed = kind.replace("_", "-")
     for name in (f"{cfg.dataset}-{kind}", f"{cfg.dataset}-{dashed}", kind, dashed, f"eeg-{dashed}"):
@@ -145,6 +149,8 @@ def store_label(kind: str, cfg: ExtractConfig, videos: bool = True) -> str:
     if kind == "eeg":
         label = f"eeg-{_slug(cfg.eeg_feature)}-{cfg.eeg_window_s:g}s"
         return label if cfg.step_s == cfg.eeg_window_s else f"{label}-step{cfg.step_s:g}s"
+    if kind == "audio":
+        return f"audio-{_slug(str(cfg.audio_options.get('features', 'logmel')))}"
     return _slug(kind)
 
 

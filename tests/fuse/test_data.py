@@ -75,7 +75,7 @@ def test_window_context_stays_inside_the_trial() -> None:
 
 def test_stores_of_one_role_twice_or_two_datasets_are_refused() -> None:
     eeg, face = _two_items()
-    with pytest.raises(FuseDataError, match="two eeg-role stores"):
+    with pytest.raises(FuseDataError, match="two eeg stores"):
         align([eeg, eeg])
     other = ModalityData("face", "other", face.embeddings, face.rows)
     with pytest.raises(FuseDataError, match="different datasets"):
