@@ -51,6 +51,7 @@ def info(
 
 
 # Command groups; each lives in pipelines/commands/ and imports its heavy dependencies lazily.
+from pipelines.commands.datasets import datasets_app  # noqa: E402
 from pipelines.commands.demo_data import demo_data  # noqa: E402
 from pipelines.commands.extract import extract_command  # noqa: E402
 from pipelines.commands.fuse import fuse_command, results_app  # noqa: E402
@@ -60,6 +61,7 @@ from pipelines.commands.stores import stores_app  # noqa: E402
 
 # in the order of the workflow: data, stage 1, stores and models, stage 2, results, inference
 app.command("demo-data")(demo_data)
+app.add_typer(datasets_app, name="datasets")
 app.command("extract")(extract_command)
 app.add_typer(stores_app, name="stores")
 app.add_typer(models_app, name="models")

@@ -65,6 +65,12 @@ def fuse_command(
                                              rich_help_panel=EVAL)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default results/"
                                              "<strategy>-<target>-<protocol>).", rich_help_panel=OUTPUT)] = None,
+    track: Annotated[str | None, typer.Option("--track", help="Also log the run to mlflow (a local file store "
+                                              "beside the results, offline) or wandb (offline mode); default none.",
+                                              rich_help_panel=OUTPUT)] = None,
+    attention_item: Annotated[list[str] | None, typer.Option("--attention-item", help="Transformer: draw the "
+                                                             "cross-attention maps of this item (repeatable; default "
+                                                             "two test items).", rich_help_panel=OUTPUT)] = None,
     no_save_final: Annotated[bool, typer.Option("--no-save-final", help="Do not train and save the final model "
                                                 "on all rows.", rich_help_panel=OUTPUT)] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file with FuseConfig fields (a "
@@ -100,9 +106,12 @@ def fuse_command(
         "seed": seed,
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,
+        "track": track,
+        "attention_items": list(attention_item) if attention_item else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
-    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError)
+    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError,
+                                               RuntimeError)
     try:
         from store import StoreError  # type: ignore[attr-defined]
 
