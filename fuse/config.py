@@ -95,6 +95,8 @@ class FuseConfig:
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
     save_final: bool = True  # also train on all rows and save that model under models/final
+    test_stores: tuple[str, ...] = ()  # cross-dataset: train on `stores`/`cache`, test on these (see fuse.cross_dataset)
+    label_map: str = "identity"  # cross-dataset: training class -> test class table (fer2013-ravdess, dfew7-2, identity)
     attention_items: tuple[str, ...] = ()  # transformer: items whose attention maps are drawn; empty = 2 test items
     track: Literal["none", "mlflow", "wandb"] = "none"  # log config, fingerprints, metrics and plots (see fuse.tracking)
     track_uri: str = ""  # mlflow: tracking URI (default file:<results parent>/mlruns); wandb: its offline dir

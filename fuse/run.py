@@ -136,6 +136,10 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     t0 = time.perf_counter()
     if modalities is None:
         modalities = load_modalities(cfg)
+    if cfg.test_stores:  # train on one dataset, test on another
+        from fuse.cross_dataset import load_test_modalities, run_cross_dataset
+
+        return run_cross_dataset(cfg, modalities, load_test_modalities(cfg), write=write)
     else:
         _, wanted = roles_for(cfg.strategy)
         modalities = [m for m in modalities if m.role in wanted or cfg.require_both]

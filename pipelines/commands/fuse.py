@@ -61,6 +61,12 @@ def fuse_command(
     require_both: Annotated[bool, typer.Option("--require-both", help="Use only rows with both modalities, "
                                                "whatever the strategy (comparable row sets).",
                                                rich_help_panel=EVAL)] = False,
+    test_stores: Annotated[list[Path] | None, typer.Option("--test-stores", help="Cross-dataset: test on this "
+                                                           "dataset's store (repeatable); train on all of "
+                                                           "--stores/--cache.", rich_help_panel=EVAL)] = None,
+    label_map: Annotated[str | None, typer.Option("--label-map", help="Cross-dataset: training -> test classes: "
+                                                  "fer2013-ravdess, dfew7-2 or identity (same names).",
+                                                  rich_help_panel=EVAL)] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
                                              rich_help_panel=EVAL)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default results/"
@@ -107,6 +113,8 @@ def fuse_command(
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,
         "track": track,
+        "test_stores": [str(s) for s in test_stores] if test_stores else None,
+        "label_map": label_map,
         "attention_items": list(attention_item) if attention_item else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
