@@ -95,6 +95,8 @@ class FuseConfig:
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
     save_final: bool = True  # also train on all rows and save that model under models/final
+    temporal: Literal["none", "gru", "transformer", "frames"] = "none"  # a clip-level head over the face frames
+    temporal_frames: int = 16  # temporal heads: at most this many evenly spaced frames per clip
     test_stores: tuple[str, ...] = ()  # cross-dataset: train on `stores`/`cache`, test on these (see fuse.cross_dataset)
     label_map: str = "identity"  # cross-dataset: training class -> test class table (fer2013-ravdess, dfew7-2, identity)
     attention_items: tuple[str, ...] = ()  # transformer: items whose attention maps are drawn; empty = 2 test items

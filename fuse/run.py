@@ -136,6 +136,10 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     t0 = time.perf_counter()
     if modalities is None:
         modalities = load_modalities(cfg)
+    if cfg.temporal != "none":  # one prediction per clip from its frame sequence
+        from fuse.temporal import run_temporal
+
+        return run_temporal(cfg, list(modalities), write=write)
     if cfg.test_stores:  # train on one dataset, test on another
         from fuse.cross_dataset import load_test_modalities, run_cross_dataset
 

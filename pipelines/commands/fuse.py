@@ -61,6 +61,10 @@ def fuse_command(
     require_both: Annotated[bool, typer.Option("--require-both", help="Use only rows with both modalities, "
                                                "whatever the strategy (comparable row sets).",
                                                rich_help_panel=EVAL)] = False,
+    temporal: Annotated[str | None, typer.Option("--temporal", help="Clip datasets (DFEW, RAVDESS): one prediction "
+                                                 "per clip from its face frames: gru, transformer, or frames "
+                                                 "(per-frame logreg, log-probabilities averaged per clip).",
+                                                 rich_help_panel=MODEL)] = None,
     test_stores: Annotated[list[Path] | None, typer.Option("--test-stores", help="Cross-dataset: test on this "
                                                            "dataset's store (repeatable); train on all of "
                                                            "--stores/--cache.", rich_help_panel=EVAL)] = None,
@@ -113,6 +117,7 @@ def fuse_command(
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,
         "track": track,
+        "temporal": temporal,
         "test_stores": [str(s) for s in test_stores] if test_stores else None,
         "label_map": label_map,
         "attention_items": list(attention_item) if attention_item else None,
