@@ -288,7 +288,8 @@ class Transformer(TorchClassifier):
             "dims": {role: int(pool.shape[1]) for role, pool in X.pools.items()},
             "n_classes": self.n_classes, "d_model": self.cfg.d_model, "heads": self.cfg.heads,
             "dropout": self.cfg.dropout, "max_len": max(int(X.index.shape[1]), 1), "n_subjects": n_subjects,
-            "adversary_lambda": self.cfg.adversary_lambda,
+            "adversary_lambda": self.cfg.adversary_lambda, "adversary_schedule": self.cfg.adversary_schedule,
+            "feature_gate": self.cfg.feature_gate, "modality_layers": self.cfg.modality_layers, "head": self.cfg.head,
         }
         self.net = self.build(**self.net_args)
         subj_t = torch.as_tensor(subject_codes) if subject_codes is not None else None
@@ -309,6 +310,29 @@ class Transformer(TorchClassifier):
             raise ValueError(f"sequences of {X.index.shape[1]} windows; this model takes at most "
                              f"{self.net_args['max_len']}")
         return train.predict_proba(self.net, X.batch, len(X), threads=self.train_cfg.threads)
+
+    @torch.no_grad()
+    def explain(self, X: SequenceInputs, attention_rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Modality gate weights (n, 2: eeg, face) of every row and, for ``attention_rows``, the head-averaged
+        cross-attention maps (``eeg_to_face``/``face_to_eeg``: (m, L, L)) with each row's padding masks."""
+        self.net.eval()
+        gates = []
+        with train.torch_threads(self.train_cfg.threads):
+            for start in range(0, len(X), 1024):
+                self.net.fused(X.batch(np.arange(start, min(start + 1024, len(X)))))
+                gates.append(self.net.last_gate.cpu().numpy())
+            out = {"gate": np.concatenate(gates) if gates else np.zeros((0, 2))}
+            if attention_rows is not None and len(attention_rows):
+                batch = X.batch(np.asarray(attention_rows))
+                self.net.keep_attention = True
+                try:
+                    self.net.fused(batch)
+                finally:
+                    self.net.keep_attention = False
+                for name, weights in self.net.last_attention.items():
+                    out[name] = weights.cpu().numpy()
+                out["eeg_pad"], out["face_pad"] = batch["eeg_pad"].numpy(), batch["face_pad"].numpy()
+        return out
 
 
 def create_classifier(name: str, n_classes: int, cfg: FuseConfig, seed: int) -> Classifier:

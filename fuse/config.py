@@ -46,6 +46,10 @@ class TransformerConfig:
     context: int = 8  # window granularity: windows of one trial around each row (the row's own window included)
     max_len: int = 64  # trial granularity: at most this many windows of a trial (evenly subsampled)
     adversary_lambda: float = 0.0  # > 0 adds a subject classifier behind gradient reversal
+    adversary_schedule: Literal["constant", "dann"] = "constant"  # dann: lambda * (2 / (1 + exp(-10 p)) - 1)
+    feature_gate: bool = False  # per-feature sigmoid importance gate on each modality before cross-attention
+    modality_layers: int = 0  # self-attention layers per modality (its own encoder stack) before cross-attention
+    head: Literal["linear", "mlp"] = "linear"  # mlp: Linear -> GELU -> dropout -> Linear
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,13 @@ class FuseConfig:
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
     save_final: bool = True  # also train on all rows and save that model under models/final
+    temporal: Literal["none", "gru", "transformer", "frames"] = "none"  # a clip-level head over the face frames
+    temporal_frames: int = 16  # temporal heads: at most this many evenly spaced frames per clip
+    test_stores: tuple[str, ...] = ()  # cross-dataset: train on `stores`/`cache`, test on these (see fuse.cross_dataset)
+    label_map: str = "identity"  # cross-dataset: training class -> test class table (fer2013-ravdess, dfew7-2, identity)
+    attention_items: tuple[str, ...] = ()  # transformer: items whose attention maps are drawn; empty = 2 test items
+    track: Literal["none", "mlflow", "wandb"] = "none"  # log config, fingerprints, metrics and plots (see fuse.tracking)
+    track_uri: str = ""  # mlflow: tracking URI (default file:<results parent>/mlruns); wandb: its offline dir
     jobs: int = 0  # logreg: folds trained at once (threads, one BLAS thread each); 0 = min(cores, 4). Torch: 1
     logreg: LogRegConfig = field(default_factory=LogRegConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)

@@ -51,7 +51,8 @@ def fold_table(predictions: pd.DataFrame) -> pd.DataFrame:
     records = []
     for fold, part in predictions.groupby("fold", sort=False):
         rec: dict[str, Any] = {"fold": fold, "n_test": len(part), "n_test_items": int(part["item"].nunique()),
-                               "majority_class": int(part["y_baseline"].iloc[0])}
+                               "majority_class": int(part["y_baseline"].iloc[0]),
+                               "n_test_classes": int(part["y_true"].nunique())}
         rec.update(_model_and_baseline(part))
         records.append(rec)
     return pd.DataFrame.from_records(records)

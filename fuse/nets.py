@@ -56,10 +56,34 @@ class _CrossBlock(nn.Module):
                                 nn.Linear(2 * d_model, d_model))
         self.norm2 = nn.LayerNorm(d_model)
 
+        self.last_weights: torch.Tensor | None = None  # (B, Lq, Lkv) head-averaged, when keep_weights is set
+        self.keep_weights = False
+
     def forward(self, q: torch.Tensor, kv: torch.Tensor, kv_pad: torch.Tensor) -> torch.Tensor:
-        attended, _ = self.attn(q, kv, kv, key_padding_mask=kv_pad, need_weights=False)
+        attended, weights = self.attn(q, kv, kv, key_padding_mask=kv_pad, need_weights=self.keep_weights)
+        self.last_weights = None if weights is None else weights.detach()
         h = self.norm1(q + attended)
         return self.norm2(h + self.ff(h))
+
+
+def dann_lambda(progress: float, lam: float, gamma: float = 10.0) -> float:
+    """DANN's schedule for the gradient-reversal weight: ``lam * (2 / (1 + exp(-gamma * p)) - 1)``, p in [0, 1]."""
+    p = min(max(float(progress), 0.0), 1.0)
+    return float(lam) * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
+
+
+class FeatureGate(nn.Module):
+    """Per-feature sigmoid importance gate: ``x * sigmoid(W x + b)``; ``last`` keeps the mean gate per feature."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        self.last: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.linear(x))
+        self.last = g.detach().mean(dim=tuple(range(g.ndim - 1)))
+        return x * g
 
 
 class CrossModalTransformer(nn.Module):
@@ -75,10 +99,18 @@ class CrossModalTransformer(nn.Module):
     ``dims``: {modality: feature dim}, in the order the batch lists them. Batch: {m: (B, L, d_m), f"{m}_pad":
     (B, L) bool for each modality m, optional "subject": (B,) int}. ``*_pad`` is True where a position is padding
     or the modality is missing.
+
+    The reference design's parts are options: ``feature_gate`` (a per-feature sigmoid importance gate on each
+    modality's tokens before cross-attention), ``modality_layers`` (a stack of self-attention layers per modality
+    before cross-attention), ``head="mlp"`` (Linear -> GELU -> dropout -> Linear), ``adversary_schedule="dann"``
+    (the reversal weight ramps up with training progress, see ``dann_lambda``; the loop calls ``set_progress``).
+    ``keep_attention`` makes a forward pass keep the cross-attention maps in ``last_attention``.
     """
 
     def __init__(self, dims: dict[str, int], n_classes: int, *, d_model: int = 64, heads: int = 4,
-                 dropout: float = 0.1, max_len: int = 512, n_subjects: int = 0, adversary_lambda: float = 0.0) -> None:
+                 dropout: float = 0.1, max_len: int = 512, n_subjects: int = 0, adversary_lambda: float = 0.0,
+                 feature_gate: bool = False, modality_layers: int = 0, head: str = "linear",
+                 adversary_schedule: str = "constant") -> None:
         super().__init__()
         if len(dims) < 2:
             raise ValueError(f"the cross-modal transformer needs two or more modalities, got {list(dims)}")
@@ -90,14 +122,44 @@ class CrossModalTransformer(nn.Module):
         self.cross = nn.ModuleDict({m: _CrossBlock(d_model, heads, dropout) for m in self.names})
         self.encoder = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=dropout,
                                                   batch_first=True, norm_first=True)
+        self.feature_gates = (nn.ModuleDict({m: FeatureGate(d_model) for m in self.names})
+                              if feature_gate else None)
+        self.stacks = nn.ModuleDict({
+            m: nn.TransformerEncoder(nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model,
+                                                                dropout=dropout, batch_first=True, norm_first=True),
+                                     num_layers=modality_layers, enable_nested_tensor=False)
+            for m in self.names
+        }) if modality_layers > 0 else None
         self.gate = nn.Linear(len(self.names) * d_model, len(self.names))
-        self.head = nn.Linear(d_model, n_classes)
+        if head not in ("linear", "mlp"):
+            raise ValueError(f"head must be 'linear' or 'mlp', got {head!r}")
+        self.head = (nn.Linear(d_model, n_classes) if head == "linear" else
+                     nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout),
+                                   nn.Linear(d_model, n_classes)))
+        if adversary_schedule not in ("constant", "dann"):
+            raise ValueError(f"adversary_schedule must be 'constant' or 'dann', got {adversary_schedule!r}")
+        self.adversary_schedule = adversary_schedule
         self.adversary_lambda = float(adversary_lambda)
+        self.current_lambda = self.adversary_lambda if adversary_schedule == "constant" else 0.0
         self.adversary = (
             nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, n_subjects))
             if n_subjects > 1 and adversary_lambda > 0 else None
         )
         self.last_gate: torch.Tensor | None = None
+        self.last_attention: dict[str, torch.Tensor] = {}
+
+    @property
+    def keep_attention(self) -> bool:
+        return self.eeg_to_face.keep_weights
+
+    @keep_attention.setter
+    def keep_attention(self, value: bool) -> None:
+        self.eeg_to_face.keep_weights = self.face_to_eeg.keep_weights = bool(value)
+
+    def set_progress(self, progress: float) -> None:
+        """Training progress in [0, 1] (called by the training loop each epoch): sets the reversal weight."""
+        if self.adversary_schedule == "dann":
+            self.current_lambda = dann_lambda(progress, self.adversary_lambda)
 
     def _embed(self, name: str, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
@@ -116,12 +178,19 @@ class CrossModalTransformer(nn.Module):
             pad[pad.all(dim=1), 0] = False
             pads[m] = pad
         tokens = {m: self._embed(m, batch[m]) for m in self.names}
+        if self.feature_gates is not None:
+            tokens = {m: self.feature_gates[m](tokens[m]) for m in self.names}
+        if self.stacks is not None:
+            tokens = {m: self.stacks[m](tokens[m], src_key_padding_mask=pads[m]) for m in self.names}
         attended = []
         for m in self.names:  # m's queries attend to every other modality's positions
             others = [o for o in self.names if o != m]
             kv = torch.cat([tokens[o] for o in others], dim=1)
             kv_pad = torch.cat([pads[o] for o in others], dim=1)
             attended.append(self.cross[m](tokens[m], kv, kv_pad))
+        if self.keep_attention:  # with two modalities: eeg_to_face, face_to_eeg
+            self.last_attention = {f"{m}_to_{'+'.join(o for o in self.names if o != m)}": self.cross[m].last_weights
+                                   for m in self.names}
         lengths = [t.shape[1] for t in attended]
         joint = self.encoder(torch.cat(attended, dim=1),
                              src_key_padding_mask=torch.cat([pads[m] for m in self.names], dim=1))
@@ -138,6 +207,6 @@ class CrossModalTransformer(nn.Module):
         z = self.fused(batch)
         loss = nn.functional.cross_entropy(self.head(z), y, weight=weight)
         if self.adversary is not None and "subject" in batch:
-            logits = self.adversary(grad_reverse(z, self.adversary_lambda))
+            logits = self.adversary(grad_reverse(z, self.current_lambda))
             loss = loss + nn.functional.cross_entropy(logits, batch["subject"])
         return loss

@@ -11,6 +11,8 @@ Layout::
     stores.json        the stores read: path, kind, fingerprint, manifest
     confusion.png      confusion matrix (pooled over folds)
     per_subject.png    accuracy per subject with the majority baseline
+    calibration.csv, reliability.png, subject_variability.png, gates_*.csv, gates.png, attention/*.png
+                       see fuse.interpret
     models/final/      model.json + weights.safetensors (trained on all rows; see fuse.models)
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,7 @@ def write_results(
     classes: list[str],
     save_model: Any = None,
     overwrite: bool = False,
+    extra: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Write every file into ``out.partial`` and then swap it in for ``out``; an earlier result there is refused
     (ResultsExistError) unless ``overwrite``."""
@@ -159,6 +162,8 @@ def write_results(
             f"{metrics.get('protocol')}"
     plot_confusion(np.asarray(metrics["confusion_matrix"]), classes, tmp / "confusion.png", title)
     plot_subjects(per_subject, tmp / "per_subject.png", title)
+    if extra is not None:  # more files of the run (fuse.interpret), written into the same partial directory
+        extra(tmp)
     if save_model is not None:
         save_model(tmp / "models" / "final")
     if out.exists():

@@ -30,6 +30,7 @@ from fuse.data import (
     roles_for,
     to_trials,
 )
+from fuse.interpret import reliability, subject_spread, write_interpretation
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.models import FusionModel, save_model
 from fuse.protocols import make_splits
@@ -153,6 +154,14 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         modalities = load_modalities(cfg)
     elif cfg.modalities:
         modalities = [m for m in modalities if m.role in cfg.modalities]
+    if cfg.temporal != "none":  # one prediction per clip from its frame sequence
+        from fuse.temporal import run_temporal
+
+        return run_temporal(cfg, list(modalities), write=write)
+    if cfg.test_stores:  # train on one dataset, test on another
+        from fuse.cross_dataset import load_test_modalities, run_cross_dataset
+
+        return run_cross_dataset(cfg, modalities, load_test_modalities(cfg), write=write)
     timings["load_s"] = time.perf_counter() - t0
     cfg = record_inputs(cfg, modalities)  # what config.yaml records: absolute store paths and fingerprints
 
@@ -177,6 +186,9 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
              rows["item"].nunique(), rows["subject"].nunique(), n_classes, len(splits))
 
     t0 = time.perf_counter()
+    attention: dict[str, dict[str, np.ndarray]] = {}
+    wanted_maps = set(cfg.attention_items)
+    train_classes: dict[str, int] = {}
 
     def run_split(i: int) -> pd.DataFrame:
         split = splits[i]
@@ -190,6 +202,9 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         part["y_baseline"] = majority_class(y[split.train], n_classes)
         for c in range(n_classes):
             part[f"p_{target.classes[c]}"] = proba[:, c]
+        train_classes[split.name] = int(len(np.unique(y[split.train])))
+        if hasattr(strategy, "explain"):
+            _explain(strategy, inputs.take(split.test), part, i, wanted_maps, attention)
         log.debug("split %s: acc %.3f", split.name, float((part["y_true"] == part["y_pred"]).mean()))
         return part
 
@@ -209,6 +224,14 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     summary = summarise(predictions, n_classes, proba_cols)
     per_fold = fold_table(predictions)
     per_subject = subject_table(predictions)
+    per_fold["n_train_classes"] = per_fold["fold"].map(train_classes)
+    per_fold["single_class"] = (per_fold["n_test_classes"] < 2) | (per_fold["n_train_classes"] < 2)
+    flagged = per_fold.loc[per_fold["single_class"], "fold"].astype(str).tolist()
+    if flagged:
+        log.warning("%d of %d folds have a single class on a side (accuracy there says little): %s", len(flagged),
+                    len(per_fold), ", ".join(flagged[:10]) + (" ..." if len(flagged) > 10 else ""))
+    proba_all = predictions[proba_cols].to_numpy()
+    _, ece = reliability(proba_all, predictions["y_true"].to_numpy())
 
     final: FusionModel | None = None
     info: dict[str, Any] = {}
@@ -227,6 +250,8 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()),
         "n_folds": len(splits), **summary, "timing_s": timings,
         "modalities": list({"eeg": ("eeg",), "face": ("face",)}.get(cfg.strategy, table.roles)),
+        "across_subjects": subject_spread(per_subject), "calibration": {"ece": ece, "n_bins": 10},
+        "single_class_folds": flagged,
         "stores": {role: {"fingerprint": s["fingerprint"], "path": s["path"]} for role, s in table.sources.items()},
     }
     out = None
@@ -237,10 +262,35 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
             classes=list(target.classes),
             save_model=(lambda d: save_model(final.strategy, info, d)) if final is not None else None,
             overwrite=overwrite,
+            extra=lambda d: write_interpretation(d, predictions=predictions, per_subject=per_subject,
+                                                 classes=list(target.classes), title=_title(cfg, target),
+                                                 attention=attention),
         )
         log.info("results in %s", out)
+        if cfg.track != "none":
+            from fuse.tracking import track_run
+
+            track_run(cfg, out, metrics, per_fold)
     return RunResult(out=out, config=cfg, metrics=metrics, predictions=predictions, per_fold=per_fold,
                      per_subject=per_subject, table=table, final_model=final)
+
+
+def _title(cfg: FuseConfig, target: Target) -> str:
+    return f"{cfg.strategy}/{cfg.classifier} {target.name} {cfg.protocol} ({cfg.granularity})"
+
+
+def _explain(strategy: Any, test: Inputs, part: pd.DataFrame, fold: int, wanted: set[str],
+             attention: dict[str, dict[str, np.ndarray]]) -> None:
+    """Gate weights into ``part``; attention maps of the wanted items in this fold (default: the first test item of
+    the first two folds; the middle row of a window-level item)."""
+    items = part["item"].to_numpy()
+    chosen = [it for it in dict.fromkeys(items.tolist()) if it in wanted] if wanted else (
+        [items[0]] if fold < 2 and len(items) else [])
+    rows = np.array([np.flatnonzero(items == it)[len(np.flatnonzero(items == it)) // 2] for it in chosen], dtype=int)
+    found = strategy.explain(test, rows)
+    part["gate_eeg"], part["gate_face"] = found["gate"][:, 0], found["gate"][:, 1]
+    for k, item in enumerate(chosen):
+        attention[str(item)] = {name: found[name][k] for name in ("eeg_to_face", "face_to_eeg", "eeg_pad", "face_pad")}
 
 
 def model_info(cfg: FuseConfig, table: AlignedTable, target: Target, strategy: Any) -> dict[str, Any]:

@@ -388,6 +388,10 @@ class CrossModal(Strategy):
     def predict_proba(self, inputs: Inputs) -> np.ndarray:
         return self.clf.predict_proba(self._sequences(inputs, fit=False))
 
+    def explain(self, inputs: Inputs, attention_rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Gate weights per row and cross-attention maps of ``attention_rows`` (see ``Transformer.explain``)."""
+        return self.clf.explain(self._sequences(inputs, fit=False), attention_rows)
+
     def state(self) -> tuple[Arrays, dict[str, Any]]:
         arrays, cm = self.clf.state()
         arrays = prefixed("clf", arrays)

@@ -125,3 +125,32 @@ def write_planted_stores(directory: str | Path, p: Planted = Planted(), backend:
         writer.close()
         paths.append(path)
     return paths[0], paths[1]
+
+
+def planted_clips(classes: tuple[str, ...], *, n_clips: int = 40, n_frames: int = 16, dim: int = 12,
+                  dataset: str = "dfew", n_folds: int = 5, signal: float = 0.6, order_signal: float = 0.0,
+                  seed: int = 0) -> ModalityData:
+    """A face store of frame-sequence clips (DFEW/RAVDESS-shaped): one subject per clip, ``label_emotion`` class
+    ids, ``fold`` 1..n_folds, and a manifest recording the class names. ``signal`` shifts every frame along its
+    class's direction; ``order_signal`` adds a class-dependent ramp over the clip whose mean is zero (only a model
+    that sees frame order can use it)."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(len(classes), dim))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    ramp = np.linspace(-1.0, 1.0, n_frames)[:, None]
+    rows, emb = [], []
+    for c in range(n_clips):
+        label = c % len(classes)
+        frames = rng.normal(size=(n_frames, dim)) + signal * directions[label]
+        frames += order_signal * ramp * directions[(label + 1) % len(classes)] * (1 if label % 2 else -1)
+        times = np.arange(n_frames) / 25.0
+        rows.append(pd.DataFrame({
+            "item": f"{dataset}/{c:05d}", "subject": f"{dataset}/{c:05d}", "session": 1, "trial": f"{c:05d}",
+            "row": np.arange(n_frames, dtype=np.int32), "t_start_s": times, "t_end_s": times,
+            "fold": c % n_folds + 1, "label_emotion": float(label), "q_face_found": True,
+        }))
+        emb.append(frames)
+    return ModalityData(kind="face", dataset=dataset, embeddings=np.concatenate(emb).astype(np.float32),
+                        rows=pd.concat(rows, ignore_index=True),
+                        manifest={"kind": "face", "dataset": dataset, "label_names": {"emotion": list(classes)}},
+                        fingerprint=f"synthetic-clips-{dataset}-{seed}", path=f"<memory:{dataset}>")

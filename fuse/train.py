@@ -98,6 +98,9 @@ def _fit(model: nn.Module, gather: Callable[[np.ndarray], Batch], y: np.ndarray,
     best_state, best_loss, best_epoch, stale, epoch = None, float("inf"), 0, 0, 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
+        set_progress = getattr(model, "set_progress", None)
+        if callable(set_progress):  # e.g. the transformer's DANN schedule of the reversal weight
+            set_progress((epoch - 1) / max(cfg.epochs - 1, 1))
         order = rng.permutation(tr)
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]

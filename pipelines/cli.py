@@ -51,6 +51,7 @@ def info(
 
 
 # Command groups; each lives in pipelines/commands/ and imports its heavy dependencies lazily.
+from pipelines.commands.datasets import datasets_app  # noqa: E402
 from pipelines.commands.demo_data import demo_data  # noqa: E402
 from pipelines.commands.extract import extract_command  # noqa: E402
 from pipelines.commands.fuse import fuse_command, results_app  # noqa: E402
@@ -63,6 +64,7 @@ app.command("demo-data", epilog=examples(
     "pipeline demo-data deap --out demo-data/deap",
     "pipeline demo-data deap --out demo-data/deap --subjects 6 --trials 8 --seconds 6 --seed 0",
     "pipeline demo-data fer2013 --out demo-data/fer2013 --trials 200"))(demo_data)
+app.add_typer(datasets_app, name="datasets")
 app.command("extract", epilog=examples(
     "pipeline extract --dataset deap --root /data/DEAP --gpu 0",
     "pipeline extract --dataset deap --root /data/DEAP --modality eeg --eeg-window 2 --dry-run",

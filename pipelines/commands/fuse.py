@@ -79,6 +79,22 @@ def fuse_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing results directory at --out "
                                             "(without it, an existing one is refused before any work).",
                                             rich_help_panel=OUTPUT)] = False,
+    temporal: Annotated[str | None, typer.Option("--temporal", help="Clip datasets (DFEW, RAVDESS): one prediction "
+                                                 "per clip from its face frames: gru, transformer, or frames "
+                                                 "(per-frame logreg, log-probabilities averaged per clip).",
+                                                 rich_help_panel=MODEL)] = None,
+    test_stores: Annotated[list[Path] | None, typer.Option("--test-stores", help="Cross-dataset: test on this "
+                                                           "dataset's store (repeatable); train on all of "
+                                                           "--stores/--cache.", rich_help_panel=EVAL)] = None,
+    label_map: Annotated[str | None, typer.Option("--label-map", help="Cross-dataset: training -> test classes: "
+                                                  "fer2013-ravdess, dfew7-2 or identity (same names).",
+                                                  rich_help_panel=EVAL)] = None,
+    track: Annotated[str | None, typer.Option("--track", help="Also log the run to mlflow (a local file store "
+                                              "beside the results, offline) or wandb (offline mode); default none.",
+                                              rich_help_panel=OUTPUT)] = None,
+    attention_item: Annotated[list[str] | None, typer.Option("--attention-item", help="Transformer: draw the "
+                                                             "cross-attention maps of this item (repeatable; default "
+                                                             "two test items).", rich_help_panel=OUTPUT)] = None,
     no_save_final: Annotated[bool, typer.Option("--no-save-final", help="Do not train and save the final model "
                                                 "on all rows.", rich_help_panel=OUTPUT)] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file with FuseConfig fields (a "
@@ -116,10 +132,15 @@ def fuse_command(
         "seed": seed,
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,
+        "track": track,
+        "temporal": temporal,
+        "test_stores": [str(s) for s in test_stores] if test_stores else None,
+        "label_map": label_map,
+        "attention_items": list(attention_item) if attention_item else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
     errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError,
-                                               FileExistsError)
+                                               FileExistsError, RuntimeError)
     try:
         from store import StoreError  # type: ignore[attr-defined]
 

@@ -1,0 +1,200 @@
+"""What a run's predictions say beyond accuracy: calibration (reliability diagram, ECE), per-subject variability
+against the majority baseline, and for the transformer its modality gate weights and cross-modal attention maps.
+
+Pure functions (``reliability``, ``gate_tables``, ``subject_spread``) compute tables; ``plot_*`` draw them; and
+``write_interpretation`` puts the files into a results directory:
+
+    calibration.csv, reliability.png      confidence bins (pooled over folds) and the reliability diagram
+    subject_variability.png               per-subject accuracy of model and baseline, mean ± std across subjects
+    gates_per_sample.csv                  transformer: one row per test row, its EEG/face gate weights
+    gates_per_subject.csv, gates_per_class.csv, gates.png
+    attention/<item>.png                  transformer: cross-attention maps of chosen trials
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+GATE_COLUMNS = ("gate_eeg", "gate_face")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def reliability(proba: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Confidence bins (equal width on [0, 1]) of the top-class probability and the expected calibration error
+    ECE = sum_b (n_b / n) |accuracy_b - confidence_b|."""
+    proba = np.asarray(proba, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if proba.ndim != 2 or len(proba) != len(y_true):
+        raise ValueError(f"reliability: probabilities {proba.shape} do not match {len(y_true)} labels")
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    n = np.bincount(which, minlength=n_bins)
+    conf_sum = np.bincount(which, weights=conf, minlength=n_bins)
+    acc_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, acc = conf_sum / n, acc_sum / n
+    bins = pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "n": n, "confidence": mean_conf,
+                         "accuracy": acc})
+    ece = float(np.nansum(n / max(len(y_true), 1) * np.abs(acc - mean_conf)))
+    return bins, ece
+
+
+def plot_reliability(bins: pd.DataFrame, ece: float, path: Path, title: str) -> None:
+    """Accuracy per confidence bin against the diagonal, with the bin counts below."""
+    plt = _plt()
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    width = float(bins["bin_hi"].iloc[0] - bins["bin_lo"].iloc[0])
+    centres = (bins["bin_lo"] + bins["bin_hi"]).to_numpy() / 2
+    has = bins["n"].to_numpy() > 0
+    ax.bar(centres[has], bins["accuracy"].to_numpy()[has], width=width * 0.9, color="#4c72b0", label="accuracy")
+    ax.bar(centres[has], bins["confidence"].to_numpy()[has], width=width * 0.9, fill=False, edgecolor="#c44e52",
+           lw=1.2, label="mean confidence")
+    ax.plot([0, 1], [0, 1], color="black", ls="--", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE {ece:.3f}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    axn.bar(centres, bins["n"], width=width * 0.9, color="#8c8c8c")
+    axn.set_xlabel("confidence (top-class probability)")
+    axn.set_ylabel("rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def subject_spread(per_subject: pd.DataFrame) -> dict[str, float]:
+    """Mean ± std (ddof 0) of per-subject accuracy for the model and the majority baseline (as papers report)."""
+    acc, base = per_subject["accuracy"].to_numpy(float), per_subject["baseline_accuracy"].to_numpy(float)
+    return {"n_subjects": int(len(acc)), "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+            "baseline_accuracy_mean": float(np.mean(base)), "baseline_accuracy_std": float(np.std(base))}
+
+
+def plot_subject_variability(per_subject: pd.DataFrame, path: Path, title: str) -> None:
+    """Each subject's accuracy (model and baseline joined by a line) with mean ± std bars across subjects."""
+    plt = _plt()
+    spread = subject_spread(per_subject)
+    acc, base = per_subject["accuracy"].to_numpy(float), per_subject["baseline_accuracy"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    for a, b in zip(acc, base, strict=True):
+        ax.plot([0, 1], [b, a], color="#bbbbbb", lw=0.8, zorder=1)
+    jitter = np.random.default_rng(0).uniform(-0.04, 0.04, len(acc))
+    ax.scatter(jitter, base, color="#dd8452", s=14, zorder=2, label="majority baseline")
+    ax.scatter(1 + jitter, acc, color="#4c72b0", s=14, zorder=2, label="model")
+    for x, m, s, colour in ((0, spread["baseline_accuracy_mean"], spread["baseline_accuracy_std"], "#dd8452"),
+                            (1, spread["accuracy_mean"], spread["accuracy_std"], "#4c72b0")):
+        ax.errorbar(x + 0.18, m, yerr=s, fmt="o", color=colour, capsize=5, ms=6, zorder=3)
+        ax.text(x + 0.26, m, f"{100 * m:.1f} ± {100 * s:.1f}", fontsize=7, va="center")
+    ax.set_xticks([0, 1], ["baseline", "model"])
+    ax.set_xlim(-0.3, 1.85)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("per-subject accuracy")
+    ax.set_title(f"{title}\n{spread['n_subjects']} subjects", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def gate_tables(predictions: pd.DataFrame, classes: list[str]) -> dict[str, pd.DataFrame]:
+    """Gate weights per sample (test row), per subject and per true class (mean, std, n)."""
+    if not set(GATE_COLUMNS) <= set(predictions.columns):
+        raise ValueError(f"predictions have no gate columns {GATE_COLUMNS} (only the transformer strategy has them)")
+    cols = ["item", "subject", "fold", "row", "y_true", "y_pred", *GATE_COLUMNS]
+    sample = predictions[[c for c in cols if c in predictions]].copy()
+    sample["class"] = [classes[i] for i in sample["y_true"]]
+
+    def summary(by: str) -> pd.DataFrame:
+        grouped = sample.groupby(by, sort=True)[list(GATE_COLUMNS)]
+        out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
+        return out.join(grouped.size().rename("n")).reset_index()
+
+    return {"sample": sample, "subject": summary("subject"), "class": summary("class")}
+
+
+def plot_gates(tables: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
+    """EEG gate weight per subject and per class (the face weight is 1 minus it), with the spread over rows."""
+    plt = _plt()
+    subject, klass = tables["subject"], tables["class"]
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 0.3 * len(subject) + 3.5), 3.6),
+                             gridspec_kw={"width_ratios": [max(len(subject), 2), max(len(klass), 2)]})
+    for ax, table, key, label in ((axes[0], subject, "subject", "per subject"), (axes[1], klass, "class", "per class")):
+        x = np.arange(len(table))
+        ax.bar(x, table["gate_eeg_mean"], yerr=table["gate_eeg_std"], color="#55a868", capsize=2, label="EEG")
+        ax.bar(x, 1 - table["gate_eeg_mean"], bottom=table["gate_eeg_mean"], color="#c44e52", alpha=0.6,
+               label="face")
+        ax.axhline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_xticks(x, table[key].astype(str), rotation=90 if key == "subject" else 30, fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(label, fontsize=9)
+    axes[0].set_ylabel("modality gate weight")
+    axes[1].legend(fontsize=7, loc="upper right", frameon=True)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_attention(maps: Mapping[str, np.ndarray], path: Path, title: str) -> None:
+    """The two cross-attention maps of one sequence (queries as rows, keys as columns; padding cut away)."""
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    eeg_keep, face_keep = ~np.asarray(maps["eeg_pad"], bool), ~np.asarray(maps["face_pad"], bool)
+    panels = (("eeg_to_face", "EEG queries -> face keys", eeg_keep, face_keep, "face window", "EEG window"),
+              ("face_to_eeg", "face queries -> EEG keys", face_keep, eeg_keep, "EEG window", "face window"))
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.8))
+    for ax, (name, label, rows, cols, xlabel, ylabel) in zip(axes, panels, strict=True):
+        w = np.asarray(maps[name])[np.ix_(rows, cols)]
+        im = ax.imshow(w, cmap="viridis", vmin=0, aspect="auto", interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="attention")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _safe_name(item: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", item).strip("_") or "item"
+
+
+def write_interpretation(out: Path, *, predictions: pd.DataFrame, per_subject: pd.DataFrame, classes: list[str],
+                         title: str, attention: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                         n_bins: int = 10) -> dict[str, Any]:
+    """Write the interpretation files into ``out``; returns what goes into metrics.json (ECE, subject spread)."""
+    proba = predictions[[f"p_{c}" for c in classes]].to_numpy()
+    bins, ece = reliability(proba, predictions["y_true"].to_numpy(), n_bins)
+    bins.to_csv(out / "calibration.csv", index=False, float_format="%.6g")
+    plot_reliability(bins, ece, out / "reliability.png", title)
+    plot_subject_variability(per_subject, out / "subject_variability.png", title)
+    if set(GATE_COLUMNS) <= set(predictions.columns):
+        tables = gate_tables(predictions, classes)
+        for name, table in tables.items():
+            table.to_csv(out / f"gates_per_{name}.csv", index=False, float_format="%.6g")
+        plot_gates(tables, out / "gates.png", title)
+    if attention:
+        (out / "attention").mkdir(exist_ok=True)
+        for item, maps in attention.items():
+            plot_attention(maps, out / "attention" / f"{_safe_name(item)}.png", f"{title}\n{item}")
+    return {"ece": ece, "n_bins": n_bins}
