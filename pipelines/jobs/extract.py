@@ -35,7 +35,7 @@ from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext
 
 log = logging.getLogger(__name__)
 
-KNOWN_KINDS_NOTE = "face (video/frames), eeg (raw EEG), or a dataset's precomputed kinds (SEED-V: eeg_de, eye)"
+KNOWN_KINDS_NOTE = "face (video/frames), face_crops (the aligned crops, for finetune), eeg (raw EEG), or a dataset's precomputed kinds (SEED-V: eeg_de, eye)"
 
 
 @dataclass
@@ -62,9 +62,11 @@ class JobResult:
 def resolve_kinds(cfg: ExtractConfig, reader: DatasetReader) -> list[str]:
     """``all`` -> every modality the reader offers; explicit names must be offered by the reader."""
     offered = list(reader.modalities)
+    if "face" in offered:
+        offered.append("face_crops")  # the aligned crops of the face path, a store for `pipeline finetune`
     kinds: list[str] = []
     for name in cfg.modalities():
-        names = offered if name == "all" else [name]
+        names = [k for k in offered if k != "face_crops"] if name == "all" else [name]
         for kind in names:
             if kind not in offered:
                 raise ConfigError(

@@ -33,9 +33,10 @@ SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "face": ("face", "video", "frames", "images", "image", "pixels", "csv"),
     "eeg": ("eeg",),
 }
+SOURCE_KEYS["face_crops"] = SOURCE_KEYS["face"]  # the crop store reads the face media
 
 # Modules whose import registers the project's datasets and extractors.
-REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.eeg")
+REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.face_crops", "extract.eeg")
 
 LIBRARIES = ("numpy", "scipy", "torch", "torchvision", "transformers", "av", "facenet-pytorch", "zarr", "h5py")
 
@@ -107,6 +108,10 @@ def extractor_recipe(kind: str, cfg: ExtractConfig) -> ExtractorRecipe:
             on_corrupt=cfg.on_corrupt,
             **cfg.face_options,
         )
+    if kind == "face_crops":  # the aligned crops themselves (for `pipeline finetune`)
+        return ExtractorRecipe.make("face_crops", detector=cfg.detector, fps=cfg.fps, crop_size=cfg.crop_size,
+                                    detect_batch=cfg.detect_batch, embed_batch=cfg.embed_batch,
+                                    on_corrupt=cfg.on_corrupt, **cfg.face_options)
     if kind == "eeg":
         options: dict[str, Any] = {
             "window_s": cfg.eeg_window_s,
@@ -140,6 +145,9 @@ def store_label(kind: str, cfg: ExtractConfig, videos: bool = True) -> str:
     (no fps for a dataset of still frames: DFEW frames, FER2013, image folders)."""
     if kind == "face":
         label = f"face-{_slug(cfg.detector)}-{_slug(cfg.backbone)}"
+        return f"{label}-{cfg.fps:g}fps" if videos else label
+    if kind == "face_crops":
+        label = f"face-crops-{_slug(cfg.detector)}-{cfg.crop_size}px"
         return f"{label}-{cfg.fps:g}fps" if videos else label
     if kind == "eeg":
         label = f"eeg-{_slug(cfg.eeg_feature)}-{cfg.eeg_window_s:g}s"
