@@ -92,8 +92,7 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         # fp16 weights on the GPU, fp32 on the CPU (fp16 matmuls on the CPU are slow and imprecise).
         self.compute_dtype = compute_dtype if compute_dtype != "auto" else (
             "float16" if self.device.type == "cuda" else "float32")
-        self.backbone = create_backbone(backbone, device=self.device, dtype=self.compute_dtype,
-                                        batch_size=self.embed_batch)
+        self.backbone = self._build_backbone(create_backbone)
         self.pipeline = None
         if detector != "none":
             from extract.face.pipeline import FaceConfig, FacePipeline
@@ -111,6 +110,15 @@ class FaceEmbeddingExtractor(FeatureExtractor):
                 raise ValueError(f"detector 'none' takes no face options, got {', '.join(unknown)}")
         self.max_side = face_options.get("max_side")
         self.last_stage_s: dict[str, float] = {}
+
+    def _build_backbone(self, create_backbone: Any) -> Any:
+        """The crop embedder (a hook: the crop-store extractor keeps the pixels instead)."""
+        return create_backbone(self.backbone_name, device=self.device, dtype=self.compute_dtype,
+                               batch_size=self.embed_batch)
+
+    def _empty_rows(self, n: int) -> np.ndarray:
+        """The item's row array before the found faces fill it: NaN where no face (masked, never zeros)."""
+        return np.full((n, self.backbone.dim), np.nan, np.float32)
 
     # ------------------------------------------------------------------------------------------------ manifest
     def manifest_parts(self) -> dict[str, Any]:
@@ -233,7 +241,7 @@ class FaceEmbeddingExtractor(FeatureExtractor):
             raise ItemError(f"{item.key}: no frames in {source}")
         t_s = np.concatenate([c["t_s"] for c in chunks])
         found = np.concatenate([c["face_found"] for c in chunks])
-        embeddings = np.full((n, self.backbone.dim), np.nan, np.float32)
+        embeddings = self._empty_rows(n)
         embeddings[found] = embedded
         meta: dict[str, Any] = {
             "source": source,

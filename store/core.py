@@ -127,7 +127,8 @@ def create_store(
 
     A store that exists with a different fingerprint raises ``FingerprintMismatch`` naming the differing fields.
     ``chunk_rows``: rows per chunk (default: 1-2 MiB chunks). ``segment_rows``: rows per commit
-    (default: ~64 MiB). ``durable``: fsync every segment before publishing it (protects against power loss
+    (default: ~64 MiB). ``manifest.dtype`` "uint8" holds image crops (one flattened crop per row, compressed by
+    default). ``durable``: fsync every segment before publishing it (protects against power loss
     too, not just process kills). ``compression``: None (default), ``"zstd"`` (zarr), ``"gzip"``/``"lzf"`` (hdf5).
     """
     path = Path(path)
@@ -139,14 +140,16 @@ def create_store(
         kind = np.dtype(manifest.dtype).kind
     except TypeError:
         kind = ""
-    if kind != "f":
-        raise StoreError(f"manifest.dtype must be a float type (float16 or float32), got {manifest.dtype!r}")
+    if kind != "f" and manifest.dtype != "uint8":
+        raise StoreError(f"manifest.dtype must be float16, float32 or uint8 (image crops), got {manifest.dtype!r}")
     if not manifest.created_at:
         manifest = dataclasses.replace(manifest, created_at=now_iso())
     if not (path / STORE_FILE).exists():
         name = backend or "zarr"
         if name not in BACKENDS:
             raise StoreError(f"unknown store backend {name!r}; known: {', '.join(BACKENDS)}")
+        if kind == "u" and compression is None:  # crop stores: pixels compress well (a reopened store keeps its own)
+            compression = _default_compression(name)
         create_backend(name, compression)  # validates the compression before anything is written
         _create_layout(path, manifest, name, chunk_rows, compression, durable)
     info = _read_store_info(path)
@@ -165,6 +168,11 @@ def create_store(
         path, writer_id=writer_id, chunk_rows=chunk_rows, segment_rows=segment_rows,
         flush_interval_s=flush_interval_s, claim_ttl_s=claim_ttl_s, durable=durable, compression=compression,
     )
+
+
+def _default_compression(backend: str) -> str | None:
+    """The codec a uint8 (crop) store gets unless one is asked for: zstd (zarr), gzip (hdf5)."""
+    return {"zarr": "zstd", "hdf5": "gzip"}.get(backend)
 
 
 def open_store(path: str | Path) -> Store:

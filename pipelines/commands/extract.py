@@ -24,7 +24,7 @@ def extract_command(
     root: Annotated[Path | None, typer.Option("--root", help="The dataset's root folder. Required "
                                               "(here or in --config).",
                                               rich_help_panel=SELECT)] = None,
-    modality: Annotated[str | None, typer.Option("--modality", "-m", help="face, eeg, all (every modality the "
+    modality: Annotated[str | None, typer.Option("--modality", "-m", help="face, face_crops (the aligned crops, for finetune), eeg, all (every modality the "
                                                  "dataset offers), a precomputed kind (SEED-V eeg_de, eye), or a "
                                                  "comma list. Default all.", rich_help_panel=SELECT)] = None,
     subjects: Annotated[str | None, typer.Option("--subjects", help="Only these subjects, e.g. s01,s02.",

@@ -39,7 +39,7 @@ from pipelines.jobs.worker import ItemOutcome, StoreTask, WorkerContext
 
 log = logging.getLogger(__name__)
 
-KNOWN_KINDS_NOTE = ("face (video/frames), eeg (raw EEG), audio (a video's audio track or a wav), peripheral (DEAP "
+KNOWN_KINDS_NOTE = ("face (video/frames), face_crops (the aligned crops, for finetune), eeg (raw EEG), audio (a video's audio track or a wav), peripheral (DEAP "
                     "channels 33-40), or a dataset's precomputed kinds (SEED-V: eeg_de, eye)")
 
 
@@ -67,9 +67,11 @@ class JobResult:
 def resolve_kinds(cfg: ExtractConfig, reader: DatasetReader) -> list[str]:
     """``all`` -> every modality the reader offers; explicit names must be offered by the reader."""
     offered = list(reader.modalities)
+    if "face" in offered:
+        offered.append("face_crops")  # the aligned crops of the face path, a store for `pipeline finetune`
     kinds: list[str] = []
     for name in cfg.modalities():
-        names = offered if name == "all" else [name]
+        names = [k for k in offered if k != "face_crops"] if name == "all" else [name]
         for kind in names:
             if kind not in offered:
                 raise ConfigError(

@@ -35,9 +35,10 @@ SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "audio": ("audio",),
     "peripheral": ("peripheral", "eeg"),  # DEAP: channels 33-40 of the same .dat file
 }
+SOURCE_KEYS["face_crops"] = SOURCE_KEYS["face"]  # the crop store reads the face media
 
 # Modules whose import registers the project's datasets and extractors.
-REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.eeg", "extract.audio")
+REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.face_crops", "extract.eeg", "extract.audio")
 
 LIBRARIES = ("numpy", "scipy", "torch", "torchvision", "transformers", "av", "facenet-pytorch", "zarr", "h5py")
 
@@ -109,6 +110,10 @@ def extractor_recipe(kind: str, cfg: ExtractConfig) -> ExtractorRecipe:
             on_corrupt=cfg.on_corrupt,
             **cfg.face_options,
         )
+    if kind == "face_crops":  # the aligned crops themselves (for `pipeline finetune`)
+        return ExtractorRecipe.make("face_crops", detector=cfg.detector, fps=cfg.fps, crop_size=cfg.crop_size,
+                                    detect_batch=cfg.detect_batch, embed_batch=cfg.embed_batch,
+                                    on_corrupt=cfg.on_corrupt, **cfg.face_options)
     if kind == "eeg":
         options: dict[str, Any] = {
             "window_s": cfg.eeg_window_s,
@@ -144,6 +149,10 @@ def store_label(kind: str, cfg: ExtractConfig, videos: bool = True) -> str:
     (no fps for a dataset of still frames: DFEW frames, FER2013, image folders)."""
     if kind == "face":
         label = f"face-{_slug(cfg.detector)}-{_slug(cfg.backbone)}"
+        rate = f"{cfg.fps:g}fps" if cfg.fps > 0 else "allframes"
+        return f"{label}-{rate}" if videos else label
+    if kind == "face_crops":
+        label = f"face-crops-{_slug(cfg.detector)}-{cfg.crop_size}px"
         rate = f"{cfg.fps:g}fps" if cfg.fps > 0 else "allframes"
         return f"{label}-{rate}" if videos else label
     if kind == "eeg":

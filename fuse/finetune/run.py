@@ -1,0 +1,166 @@
+"""``run_finetune``: a crop store -> per-split fine-tuned models -> frame- and clip-level metrics -> results dir.
+
+Splits come from ``fuse.protocols`` (no trial on both sides, checked); inside each training side the early-stopping
+split holds whole trials out (``fuse.train.inner_split``). Clip-level scores average each test item's frame logits.
+Each split checkpoints into ``<checkpoint_dir>/<split>/`` and records its predictions there when done, so a re-run
+of a killed run skips finished splits and resumes the unfinished one after its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fuse.finetune.backbones import FinetuneNet, create_adapter
+from fuse.finetune.checkpoint import save_weights
+from fuse.finetune.config import FinetuneConfig
+from fuse.finetune.data import CropData, load_crops
+from fuse.finetune.train import FitReport, fit, predict_logits
+from fuse.metrics import fold_table, majority_class, scores, subject_table, summarise
+from fuse.protocols import make_splits
+from fuse.results import write_results
+from fuse.targets import make_target
+from fuse.train import torch_threads
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ["item", "subject", "session", "trial", "row", "t_start_s", "t_end_s"]
+MODEL_FILES = ("finetune.json", "model.safetensors")
+
+
+@dataclass
+class FinetuneResult:
+    out: Path | None
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    reports: dict[str, FitReport]
+
+
+def build_net(cfg: FinetuneConfig, n_classes: int, seed: int) -> tuple[FinetuneNet, list[str]]:
+    """A fresh net (head drawn from ``seed``) with ``cfg.frozen_layers`` frozen; returns it and the frozen names."""
+    torch.manual_seed(seed)
+    net = FinetuneNet(create_adapter(cfg.backbone, cfg.weights), n_classes, dropout=cfg.dropout)
+    return net, net.freeze(cfg.frozen_layers)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def clip_scores(predictions: pd.DataFrame, logit_columns: list[str]) -> dict[str, Any]:
+    """Per item: mean of its frames' logits -> one prediction (the DFEW seed's test-time averaging)."""
+    grouped = predictions.groupby("item", sort=False)
+    mean_logits = grouped[logit_columns].mean().to_numpy()
+    first = grouped[["y_true", "y_baseline"]].first()
+    return {"n_items": int(len(first)), "model": scores(first["y_true"].to_numpy(), mean_logits.argmax(axis=1)),
+            "baseline": scores(first["y_true"].to_numpy(), first["y_baseline"].to_numpy())}
+
+
+def save_model(net: FinetuneNet, folder: Path, classes: list[str], cfg: FinetuneConfig, data: CropData) -> None:
+    """``finetune.json`` (arch, preprocessing, classes) + ``model.safetensors``: a backbone for
+    ``pipeline extract --backbone finetuned:FOLDER`` and a classifier of crops."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(net, folder / "model.safetensors")
+    info = {"format": "mmer-finetune", "version": 1, "backbone": net.backbone.spec(), "classes": classes,
+            "target": cfg.target, "crop_size": data.crop_size, "store_fingerprint": data.fingerprint,
+            "frozen_layers": cfg.frozen_layers, "n_classes": len(classes)}
+    (folder / "finetune.json").write_text(json.dumps(info, indent=1))
+
+
+def run_finetune(cfg: FinetuneConfig, *, write: bool = True, stop_after_epoch: int | None = None,
+                 data: CropData | None = None) -> FinetuneResult:
+    """Run ``cfg``; ``stop_after_epoch`` interrupts each training after that epoch (a test hook for resuming)."""
+    with torch_threads(cfg.threads):
+        return _run(cfg, write, stop_after_epoch, data)
+
+
+def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: CropData | None) -> FinetuneResult:
+    t0 = time.perf_counter()
+    data = data if data is not None else load_crops(cfg.store, cfg.frames_per_item)
+    dataset = str(data.manifest.get("dataset", ""))
+    names = (data.manifest.get("label_names") or {}).get(cfg.target)
+    target = make_target(data.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side, dataset=dataset,
+                         class_names=names)
+    idx = np.flatnonzero(target.codes >= 0)
+    if len(idx) == 0:
+        raise ValueError(f"{data.path}: no row has the label {cfg.target!r}")
+    rows = data.rows.iloc[idx].reset_index(drop=True)
+    crops = data.crops[idx]
+    y = target.codes[idx]
+    n_classes = len(target.classes)
+    splits = make_splits(cfg.protocol, rows, y, k=cfg.k, seed=cfg.seed)
+    ckpt_root = Path(cfg.resolved_checkpoint_dir())
+    classes = list(target.classes)
+    logit_cols = [f"logit_{c}" for c in classes]
+    log.info("finetune %s on %s: %d crops (%d items), %d classes, %d splits", cfg.backbone, data.path, len(rows),
+             rows["item"].nunique(), n_classes, len(splits))
+    timings: dict[str, float] = {"load_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    parts, reports = [], {}
+    items = rows["item"].to_numpy()
+    for i, split in enumerate(splits):
+        folder = ckpt_root / _safe(split.name)
+        done = folder / "predictions.csv"
+        if done.is_file():
+            parts.append(pd.read_csv(done, dtype={"item": str, "subject": str, "trial": str, "fold": str}))
+            continue
+        net, _ = build_net(cfg, n_classes, cfg.seed + i)
+        reports[split.name] = fit(net, crops[split.train], y[split.train], items[split.train], n_classes, cfg,
+                                  folder, seed=cfg.seed + i, stop_after_epoch=stop_after_epoch)
+        logits = predict_logits(net, crops[split.test], cfg)
+        part = rows.iloc[split.test][ROW_COLUMNS].copy()
+        part.insert(2, "fold", split.name)
+        part["y_true"] = y[split.test]
+        part["y_pred"] = logits.argmax(axis=1)
+        part["y_baseline"] = majority_class(y[split.train], n_classes)
+        proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        for c, name in enumerate(classes):
+            part[f"p_{name}"] = proba[:, c]
+            part[f"logit_{name}"] = logits[:, c]
+        tmp = done.with_name(done.name + ".tmp")
+        part.to_csv(tmp, index=False)
+        tmp.replace(done)
+        parts.append(part)
+    timings["cv_s"] = time.perf_counter() - t0
+    predictions = pd.concat(parts, ignore_index=True)
+    if predictions.duplicated(["item", "row"]).any():
+        raise AssertionError("a row was tested in more than one split")
+    summary = summarise(predictions, n_classes, [f"p_{c}" for c in classes])
+    summary["per_clip"] = clip_scores(predictions, logit_cols)
+    final_net: FinetuneNet | None = None
+    if cfg.save_final and write:
+        t0 = time.perf_counter()
+        final_net, _ = build_net(cfg, n_classes, cfg.seed)
+        fit(final_net, crops, y, items, n_classes, cfg, ckpt_root / "final", seed=cfg.seed,
+            stop_after_epoch=stop_after_epoch)
+        timings["final_fit_s"] = time.perf_counter() - t0
+    metrics: dict[str, Any] = {
+        "strategy": "finetune", "classifier": cfg.backbone, "protocol": cfg.protocol, "granularity": "frame",
+        "dataset": dataset, "seed": cfg.seed, "target": target.describe(), "classes": classes,
+        "rows": {"total": int(len(data.rows)), "used": int(len(rows))}, "n_items": int(rows["item"].nunique()),
+        "n_subjects": int(rows["subject"].nunique()), "n_folds": len(splits), "frozen_layers": cfg.frozen_layers,
+        **summary, "timing_s": timings,
+        "fit": {name: vars(r) for name, r in reports.items()},
+        "stores": {"face_crops": {"fingerprint": data.fingerprint, "path": data.path}},
+    }
+    out = None
+    if write:
+        stores = {"face_crops": {"path": data.path, "kind": "face_crops", "fingerprint": data.fingerprint,
+                                 "manifest": data.manifest}}
+        out = write_results(
+            cfg.resolved_out(), config=cfg.to_dict(), metrics=metrics, per_fold=fold_table(predictions),
+            per_subject=subject_table(predictions), predictions=predictions,
+            splits=[s.manifest(rows) for s in splits], stores=stores, classes=classes,
+            save_model=(lambda d: save_model(final_net, d, classes, cfg, data)) if final_net is not None else None,
+        )
+        log.info("results in %s", out)
+    return FinetuneResult(out=out, metrics=metrics, predictions=predictions, reports=reports)
