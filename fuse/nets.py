@@ -150,11 +150,12 @@ class CrossModalTransformer(nn.Module):
 
     @property
     def keep_attention(self) -> bool:
-        return self.eeg_to_face.keep_weights
+        return all(block.keep_weights for block in self.cross.values())
 
     @keep_attention.setter
     def keep_attention(self, value: bool) -> None:
-        self.eeg_to_face.keep_weights = self.face_to_eeg.keep_weights = bool(value)
+        for block in self.cross.values():
+            block.keep_weights = bool(value)
 
     def set_progress(self, progress: float) -> None:
         """Training progress in [0, 1] (called by the training loop each epoch): sets the reversal weight."""

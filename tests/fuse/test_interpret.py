@@ -37,9 +37,9 @@ def test_dann_schedule_ramps_from_zero_to_lambda() -> None:
 
 def test_reference_design_options_change_the_network_and_keep_attention() -> None:
     torch.manual_seed(0)
-    net = CrossModalTransformer(5, 7, 3, d_model=8, heads=2, feature_gate=True, modality_layers=2, head="mlp",
+    net = CrossModalTransformer({"eeg": 5, "face": 7}, 3, d_model=8, heads=2, feature_gate=True, modality_layers=2, head="mlp",
                                 n_subjects=3, adversary_lambda=0.2, adversary_schedule="dann")
-    plain = CrossModalTransformer(5, 7, 3, d_model=8, heads=2)
+    plain = CrossModalTransformer({"eeg": 5, "face": 7}, 3, d_model=8, heads=2)
     assert sum(p.numel() for p in net.parameters()) > sum(p.numel() for p in plain.parameters())
     assert isinstance(net.head, torch.nn.Sequential) and isinstance(net.head[1], torch.nn.GELU)
     assert len(net.stacks["eeg"].layers) == 2
