@@ -130,7 +130,7 @@ def test_every_command_help_has_examples(command: list[str]) -> None:
 
 
 def test_required_options_are_marked_and_out_means_the_directory_written() -> None:
-    for command, _required in ((["extract"], ("--dataset", "--root")), (["fuse"], ("--cache",)),
+    for command, required in ((["extract"], ("--dataset", "--root")), (["fuse"], ("--cache",)),
                               (["demo-data"], ("--out",))):
         text = " ".join(runner.invoke(app, [*command, "--help"], terminal_width=200).output.split())
         assert text.lower().count("required") >= len(required) and all(opt in text for opt in required)
