@@ -53,7 +53,7 @@ class SingleVideoReader(DatasetReader):
 class Prediction:
     """Per-window class probabilities of one video."""
 
-    table: pd.DataFrame  # t_start_s, t_end_s, n_faces, p_<class>..., predicted
+    table: pd.DataFrame  # t_start_s, t_end_s, [track_id], n_faces, n_frames, p_<class>..., predicted
     classes: list[str]
     model_info: dict[str, Any]
 
@@ -64,6 +64,18 @@ def face_options(inputs: Mapping[str, Any]) -> dict[str, Any]:
     options = {k: v for k, v in config.items() if k not in _NOT_EXTRACTOR_OPTIONS and v is not None}
     options["on_corrupt"] = "keep"  # score what could be decoded of a damaged video
     return options
+
+
+def window_max(windows: pd.DataFrame, t_start: np.ndarray, t_end: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per window, the largest value of the frame rows whose mid-time falls in it (0 for none): the most faces
+    seen in one frame of the window, where the pooled count says how many frames had the subject's face."""
+    mid = (np.asarray(t_start, float) + np.asarray(t_end, float)) / 2
+    values = np.asarray(values, float)
+    out = np.zeros(len(windows), np.int64)
+    for i, (a, b) in enumerate(zip(windows["t_start_s"].to_numpy(), windows["t_end_s"].to_numpy(), strict=True)):
+        sel = (mid >= a) & (mid < b)
+        out[i] = int(np.nanmax(values[sel])) if sel.any() and np.isfinite(values[sel]).any() else 0
+    return out
 
 
 def predict_video(video: str | Path, model_path: str | Path, *, device: str = "cpu",
@@ -109,7 +121,9 @@ def predict_video(video: str | Path, model_path: str | Path, *, device: str = "c
     if ok.any():
         probs[ok] = model.predict_proba(features[ok])
     out = table.rows[["t_start_s", "t_end_s"]].reset_index(drop=True).copy()
-    out["n_faces"] = table.rows["n_face"].to_numpy() if "n_face" in table.rows else ok.astype(int)
+    out["n_faces"] = window_max(out, frame["t_start_s"].to_numpy(), frame["t_end_s"].to_numpy(),
+                                rows.quality.get("n_faces", rows.quality["face_found"]))
+    out["n_frames"] = table.rows["n_face"].to_numpy() if "n_face" in table.rows else ok.astype(int)
     for j, name in enumerate(model.classes):
         out[f"p_{name}"] = probs[:, j]
     predicted = np.full(len(out), "", dtype=object)
@@ -118,75 +132,15 @@ def predict_video(video: str | Path, model_path: str | Path, *, device: str = "c
     return Prediction(table=out, classes=list(model.classes), model_info=info)
 
 
-def smooth(values: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average along axis 0 that ignores NaN rows (windows without a face)."""
-    if width <= 1:
-        return values
-    kernel = np.ones(width)
-    finite = np.isfinite(values)
-    sums = np.stack([np.convolve(np.where(finite[:, j], values[:, j], 0.0), kernel, mode="same")
-                     for j in range(values.shape[1])], axis=1)
-    counts = np.stack([np.convolve(finite[:, j].astype(float), kernel, mode="same")
-                       for j in range(values.shape[1])], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
-
-
 def write_prediction(pred: Prediction, out_dir: str | Path, *, title: str = "", smooth_windows: int = 3) -> list[Path]:
-    """predictions.csv plus timeline.png (smoothed), distribution.png and heatmap.png in ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """predictions.csv plus timeline.png (smoothed within face runs), distribution.png and heatmap.png."""
+    from pipelines.predict_plots import write_plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / "predictions.csv"
     pred.table.to_csv(csv, index=False)
-    t = (pred.table["t_start_s"].to_numpy() + pred.table["t_end_s"].to_numpy()) / 2
-    probs = pred.table[[f"p_{c}" for c in pred.classes]].to_numpy(dtype=np.float64)
     target = pred.model_info.get("target", {})
-    label = target.get("name", "class") if isinstance(target, Mapping) else str(target)
-    paths = [csv]
-
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    smoothed = smooth(probs, smooth_windows)
-    for j, name in enumerate(pred.classes):
-        ax.plot(t, smoothed[:, j], label=name, lw=2)
-        ax.scatter(t, probs[:, j], s=8, alpha=0.35)
-    ax.set(xlabel="time (s)", ylabel="probability", ylim=(-0.02, 1.02),
-           title=f"{title or 'prediction'}: {label} over time (moving average of {smooth_windows} windows)")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out_dir / "timeline.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    counts = pred.table["predicted"].value_counts()
-    share = [int(counts.get(c, 0)) for c in pred.classes]
-    mean_p = np.nanmean(probs, axis=0) if np.isfinite(probs).any() else np.zeros(len(pred.classes))
-    x = np.arange(len(pred.classes))
-    ax.bar(x - 0.2, np.asarray(share) / max(1, sum(share)), width=0.4, label="share of windows predicted")
-    ax.bar(x + 0.2, mean_p, width=0.4, label="mean probability")
-    ax.set_xticks(x, pred.classes)
-    ax.set(ylim=(0, 1), ylabel="fraction", title=f"{label}: class distribution")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "distribution.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(pred.classes)))
-    edges = np.append(pred.table["t_start_s"].to_numpy(), pred.table["t_end_s"].to_numpy()[-1:]) if len(t) else [0, 1]
-    mesh = ax.pcolormesh(edges, np.arange(len(pred.classes) + 1), np.ma.masked_invalid(probs.T),
-                         vmin=0, vmax=1, cmap="viridis")
-    ax.set_yticks(np.arange(len(pred.classes)) + 0.5, pred.classes)
-    ax.set(xlabel="time (s)", title=f"{label}: probability per window (blank = no face)")
-    fig.colorbar(mesh, ax=ax, label="probability")
-    fig.tight_layout()
-    paths.append(out_dir / "heatmap.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
+    label = target.get("name", "") if isinstance(target, Mapping) else str(target)
+    name = " ".join(p for p in (title, label) if p) or "prediction"
+    return [csv, *write_plots(pred.table, pred.classes, out_dir, title=name, smooth_windows=smooth_windows)]
