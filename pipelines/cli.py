@@ -81,7 +81,10 @@ app.command("fuse", epilog=examples(
     "pipeline fuse --cache cache/deap --strategy early --out results/early --overwrite"))(fuse_command)
 app.add_typer(results_app, name="results")
 app.command("predict", epilog=examples(
-    "pipeline predict --video clip.mp4 --model results/face-valence --out predictions/clip"))(predict_command)
+    "pipeline predict --video clip.mp4 --model results/face-valence --out predictions/clip",
+    "pipeline predict --video clip.mp4 --model fer2013 --fps 7.5 --debug-crops crops/clip",
+    "pipeline predict --images photos/ --model fer2013 --out predictions/photos   (happy/, sad/ ...: accuracy)",
+    "pipeline predict --dataset ravdess --root /data/RAVDESS --model fer2013 --out predictions/ravdess"))(predict_command)
 
 
 def main(argv: list[str] | None = None) -> None:

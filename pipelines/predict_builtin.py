@@ -92,8 +92,7 @@ def predict_images(root: str | Path, scorer: FaceScorer) -> Evaluation:
     info = {**model_info(scorer), "input": str(root), "unmapped_folders": unmapped}
     if not labelled.any():
         return Evaluation(table=table, classes=scorer.classes, metrics=None, info=info)
-    table["correct"] = np.where(labelled & (table["predicted"] != ""),
-                                table["predicted"] == table["true_class"], np.nan)
+    table["correct"] = _correct(table)
     metrics = evaluate(table["true_class"].where(labelled, None).tolist(), table["predicted"].tolist(),
                        scorer.classes)
     groups = per_group_accuracy(table[table["folder"] != ""], "folder")
@@ -137,11 +136,18 @@ def predict_dataset(dataset: str, root: str | Path, scorer: FaceScorer, *, label
         raise PredictError(f"{root}: no {dataset} video item with a {label!r} label")
     table = pd.DataFrame(rows)
     table["predicted"] = argmax_names(table[prob_columns(scorer.classes)].to_numpy(np.float64), scorer.classes)
-    table["correct"] = np.where(table["predicted"] != "", table["predicted"] == table["true_class"], np.nan)
+    table["correct"] = _correct(table)
     metrics = evaluate(table["true_class"].tolist(), table["predicted"].tolist(), scorer.classes)
     info = {**model_info(scorer), "dataset": dataset, "root": str(root), "label": label,
             "mapping": {n: map_label(n, scorer.classes, mapping) for n in names[label]}}
     return Evaluation(table=table, classes=scorer.classes, metrics=metrics, info=info)
+
+
+def _correct(table: pd.DataFrame) -> pd.Series:
+    """1/0 where an item has a prediction and a true class, empty otherwise."""
+    scored = (table["predicted"] != "") & table["true_class"].notna()
+    values = (table["predicted"] == table["true_class"]).astype("Int64")
+    return values.where(scored, pd.NA)
 
 
 def write_evaluation(ev: Evaluation, out_dir: str | Path, *, title: str) -> list[Path]:

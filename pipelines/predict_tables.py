@@ -58,9 +58,10 @@ def pool_windows(frames: pd.DataFrame, classes: Sequence[str], window_s: float, 
     cols = prob_columns(classes)
     times = np.sort(frames["t_s"].unique()) if len(frames) else np.zeros(0)
     if window_s > 0:
-        n = max(1, int(np.ceil(duration_s / window_s - 1e-9)))
+        last = float(times[-1]) if len(times) else max(duration_s - 1e-9, 0.0)
+        n = int(last / window_s + 1e-9) + 1  # up to the window holding the last sampled frame
         starts = np.arange(n) * window_s
-        ends = starts + window_s
+        ends = np.minimum(starts + window_s, max(duration_s, starts[-1] + 1e-6))  # the last one ends with the video
         win_of = np.minimum((frames["t_s"].to_numpy() / window_s + 1e-9).astype(int), n - 1)
     else:
         starts = times

@@ -138,7 +138,7 @@ class FaceScorer:
             probs = np.full(len(self.classes), np.nan)
             if res.face_found:
                 probs = self._probs(res.crop[None])[0]
-                self.save_crop(name.replace("/", "__"), res.crop)
+                self.save_crop(str(Path(name).with_suffix("")).replace("/", "__"), res.crop)
             yield {"n_faces": res.n_faces, "det_score": res.det_score,
                    **dict(zip(prob_columns(self.classes), probs, strict=True))}
 
