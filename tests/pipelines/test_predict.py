@@ -50,6 +50,8 @@ def test_predict_writes_csv_and_plots_matching_the_model(trained: tuple[Path, Pa
     prob_cols = [f"p_{c}" for c in model.classes]
     assert list(table.columns[:3]) == ["t_start_s", "t_end_s", "n_faces"] and set(prob_cols) <= set(table.columns)
     assert len(table) == 3  # 3 s of video in 1 s windows
+    # one face per frame at 2 fps: n_faces counts faces (1), n_frames the frames pooled into a window (2)
+    assert (table["n_faces"] == 1).all() and (table["n_frames"] == 2).all()
     np.testing.assert_allclose(table[prob_cols].sum(axis=1), 1.0, atol=1e-6)
     assert set(table["predicted"]) <= set(model.classes)
     for name in ("timeline.png", "distribution.png", "heatmap.png"):
