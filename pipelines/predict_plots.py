@@ -33,7 +33,7 @@ def _axis(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str, list[str] |
         return (start + end) / 2, np.append(start, end[-1:]), "time (s)", None
     n = len(table)
     key = "image" if "image" in table else "item" if "item" in table else None
-    names = [str(v).split("/")[-1] for v in table[key]] if key and n <= 30 else None
+    names = [str(v) if key == "image" else str(v).split("/")[-1] for v in table[key]] if key and n <= 30 else None
     return np.arange(n, dtype=float), np.arange(n + 1, dtype=float) - 0.5, key or "image", names
 
 
@@ -57,7 +57,8 @@ def plot_timeline(table: pd.DataFrame, classes: Sequence[str], path: Path, *, ti
         timed = xlabel == "time (s)"
         smoothed = smooth(probs, smooth_windows if timed else 1)
         for j, name in enumerate(classes):
-            (line,) = ax.plot(x, smoothed[:, j], label=name, lw=2, marker="o" if len(x) < 3 else None)
+            style = {"lw": 2, "marker": "o" if len(x) < 3 else None} if timed else {"ls": "none", "marker": "o"}
+            (line,) = ax.plot(x, smoothed[:, j], label=name, **style)  # images / items: points, no lines
             ax.scatter(x, probs[:, j], s=8, alpha=0.35, color=line.get_color())
         head = f"face track {track}" if track >= 0 and len(tracks) > 1 else (title or "prediction")
         how = f"moving average of {smooth_windows} windows, gaps = no face" if timed else f"per {xlabel}"
