@@ -46,7 +46,7 @@ def predict_command(
         _fail(f"give exactly one of --video, --images, --dataset (got {', '.join(given) or 'none'})")
     if dataset and root is None:
         _fail("--dataset needs --root (the dataset's folder)")
-    spec = builtin_model(model)
+    spec = None if Path(model).is_dir() else builtin_model(model)  # a results directory wins over a name
     if spec is None:
         if not video:
             _fail(f"--model {model}: {given[0]} needs a built-in model (fer2013); a fuse model scores --video only")
