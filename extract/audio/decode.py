@@ -42,8 +42,14 @@ def _video_origin_s(container: object) -> float | None:
     return None
 
 
+def _mono(frame: object) -> np.ndarray:
+    """The mean over the channels of one planar float frame."""
+    return frame.to_ndarray().reshape(-1, frame.samples).mean(axis=0)  # type: ignore[attr-defined]
+
+
 def read_audio(path: str | Path, sample_rate: int = 16000) -> DecodedAudio:
-    """The first audio track of ``path`` as mono float32 at ``sample_rate``, timed on the video clock."""
+    """The first audio track of ``path`` as mono (the mean of its channels) float32 at ``sample_rate``, timed on
+    the video clock."""
     import av
 
     path = Path(path)
@@ -54,16 +60,16 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> DecodedAudio:
             if not container.streams.audio:
                 raise AudioDecodeError(f"{path}: no audio track")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+            # keep the channels and average them here: FFmpeg's own stereo -> mono downmix adds L and R at
+            # -3 dB each (a stereo file would read 3 dB louder than the same sound in a mono file)
+            resampler = av.AudioResampler(format="fltp", rate=int(sample_rate))
             chunks: list[np.ndarray] = []
             first_s: float | None = None
             for frame in container.decode(stream):
                 if first_s is None and frame.pts is not None and frame.time_base is not None:
                     first_s = float(frame.pts * frame.time_base)
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks += [_mono(out) for out in resampler.resample(frame)]
+            chunks += [_mono(out) for out in resampler.resample(None)]
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]

@@ -3,7 +3,8 @@
 Features (``features``): ``logmel`` (mean and std of each log-mel band over the window: 2 x n_mels), ``speech``
 (mean and std of a speech model's hidden vectors over the window: 2 x hidden), or ``logmel+speech``. Windows are
 ``[k * step_s, k * step_s + window_s)`` from the first video frame (t = 0 of the face rows), so audio rows pair with
-the face frames of the same seconds. A window the audio track does not cover is a row flagged ``q_no_audio``.
+the face frames of the same seconds. A window the audio track covers less than half of (the track starts late or ends early) is a NaN row
+flagged ``q_no_audio``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DatasetReader, Item
 from store.schema import ItemRows
 
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: windows the track covers less than half of are no-audio rows; channel mean
+MIN_COVERAGE = 0.5  # a window needs the audio track over at least this fraction of it
 SOURCE_KEYS = ("audio", "video")
 
 
@@ -61,7 +63,9 @@ def audio_rows(samples: np.ndarray, sample_rate: int, start_s: float, cfg: Audio
     """(features (n, dim), t_start (n,), t_end (n,), no_audio (n,) bool) of one track; pure given the model."""
     total = start_s + len(samples) / sample_rate if duration_s is None else duration_s
     t_start, t_end = window_grid(max(total, 0.0), cfg.window_s, cfg.step_s)
-    parts, covered = [], np.ones(len(t_start), dtype=bool)
+    track_end = start_s + len(samples) / sample_rate
+    overlap = np.minimum(t_end, track_end) - np.maximum(t_start, start_s)
+    parts, covered = [], overlap >= MIN_COVERAGE * (t_end - t_start)
     if "logmel" in cfg.features:
         spec = log_mel(samples, sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels, fmin=cfg.fmin,
                        fmax=min(cfg.fmax, sample_rate / 2))
