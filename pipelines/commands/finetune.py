@@ -77,7 +77,6 @@ def finetune_command(
             ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    m = result.metrics
-    console.print(f"frame balanced accuracy {m.get('model', {}).get('balanced_accuracy', float('nan')):.3f}, "
-                  f"clip {m['per_clip']['model'].get('balanced_accuracy', float('nan')):.3f} "
-                  f"({m['per_clip']['n_items']} clips) -> {result.out}")
+    clip = result.metrics["per_clip"]
+    console.print(f"clip-level UAR {clip['model']['uar']:.3f} (majority baseline {clip['baseline']['uar']:.3f}, "
+                  f"{clip['n_items']} clips) -> {result.out}")
