@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fuse.config import TrainConfig
+from fuse.finetune.losses import balanced_order, classification_loss
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,12 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _loss(model: nn.Module, batch: Batch, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def _loss(model: nn.Module, batch: Batch, y: torch.Tensor, weight: torch.Tensor | None,
+          kind: str = "ce", gamma: float = 2.0) -> torch.Tensor:
     custom = getattr(model, "loss", None)
     if callable(custom):
         return custom(batch, y, weight)
-    return nn.functional.cross_entropy(model(batch), y, weight=weight)
+    return classification_loss(model(batch), y, kind=kind, gamma=gamma, weight=weight)
 
 
 def fit(
@@ -101,13 +103,13 @@ def _fit(model: nn.Module, gather: Callable[[np.ndarray], Batch], y: np.ndarray,
         set_progress = getattr(model, "set_progress", None)
         if callable(set_progress):  # e.g. the transformer's DANN schedule of the reversal weight
             set_progress((epoch - 1) / max(cfg.epochs - 1, 1))
-        order = rng.permutation(tr)
+        order = balanced_order(y, tr, rng) if cfg.sampler == "weighted" else rng.permutation(tr)
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             if len(idx) < 2 and len(order) > 1:
                 continue  # a batch of one breaks batch statistics and adds noise
             optimiser.zero_grad(set_to_none=True)
-            loss = _loss(model, gather(idx), y_t[idx], weight)
+            loss = _loss(model, gather(idx), y_t[idx], weight, cfg.loss, cfg.focal_gamma)
             loss.backward()
             optimiser.step()
         if len(va) == 0:

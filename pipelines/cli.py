@@ -54,6 +54,7 @@ def info(
 from pipelines.commands.datasets import datasets_app  # noqa: E402
 from pipelines.commands.demo_data import demo_data  # noqa: E402
 from pipelines.commands.extract import extract_command  # noqa: E402
+from pipelines.commands.finetune import finetune_command  # noqa: E402
 from pipelines.commands.fuse import fuse_command, results_app  # noqa: E402
 from pipelines.commands.models import models_app  # noqa: E402
 from pipelines.commands.predict import predict_command  # noqa: E402
@@ -79,6 +80,13 @@ app.command("fuse", epilog=examples(
     "pipeline fuse --cache cache/deap --strategy transformer --set train.epochs=20 --out results/tf",
     "pipeline fuse --config results/late/config.yaml --out results/late-again   (a replay: same stores, checked)",
     "pipeline fuse --cache cache/deap --strategy early --out results/early --overwrite"))(fuse_command)
+app.command("finetune", epilog=examples(
+    "pipeline finetune --store cache/dfew/face_crops-1a2b.zarr --backbone resnet101 --protocol dfew "
+    "--frames-per-item 16 --out results/ft-dfew",
+    "pipeline finetune --store cache/fer2013/face_crops-3c4d.zarr --backbone resnet50 --protocol fer2013 "
+    "--frozen-layers 8 --loss focal --gamma 2 --weighted-sampler --mixup 0.2 --out results/ft-fer",
+    "pipeline finetune --store cache/deap/face_crops-5e6f.zarr --backbone clip-vit-l14 --frozen-layers 8 "
+    "--lr-backbone 1e-5 --lr-head 1e-3 --target valence --protocol loso"))(finetune_command)
 app.add_typer(results_app, name="results")
 app.command("predict", epilog=examples(
     "pipeline predict --video clip.mp4 --model results/face-valence --out predictions/clip",

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fuse.finetune.backbones import FinetuneNet, create_adapter
-from fuse.finetune.checkpoint import save_weights
+from fuse.finetune.backbones import FinetuneNet, build_from_arch, create_adapter
+from fuse.finetune.checkpoint import load_weights, save_weights
 from fuse.finetune.config import FinetuneConfig
 from fuse.finetune.data import CropData, load_crops
 from fuse.finetune.train import FitReport, fit, predict_logits
 from fuse.metrics import fold_table, majority_class, scores, subject_table, summarise
 from fuse.protocols import make_splits
-from fuse.results import write_results
+from fuse.results import check_out_free, write_results
 from fuse.targets import make_target
 from fuse.train import torch_threads
 
@@ -76,14 +76,36 @@ def save_model(net: FinetuneNet, folder: Path, classes: list[str], cfg: Finetune
     (folder / "finetune.json").write_text(json.dumps(info, indent=1))
 
 
+def load_finetuned(folder: str | Path) -> tuple[FinetuneNet, dict[str, Any]]:
+    """A saved fine-tuned model (``models/final`` of a results dir): the net in eval mode and its ``finetune.json``;
+    safetensors only (nothing unpickled). For ``pipeline predict`` and for a backbone of a new store."""
+    folder = Path(folder)
+    if (folder / "models" / "final" / MODEL_FILES[0]).is_file():
+        folder = folder / "models" / "final"
+    meta_path = folder / MODEL_FILES[0]
+    if not meta_path.is_file() or not (folder / MODEL_FILES[1]).is_file():
+        raise FileNotFoundError(f"{folder}: no {MODEL_FILES[0]} + {MODEL_FILES[1]} (not a finetuned model folder)")
+    info = json.loads(meta_path.read_text())
+    if info.get("format") != "mmer-finetune":
+        raise ValueError(f"{meta_path}: format {info.get('format')!r} is not 'mmer-finetune'")
+    spec = info["backbone"]
+    net = FinetuneNet(build_from_arch(spec["arch"], spec.get("name", "")), int(info["n_classes"]))
+    load_weights(net, folder / MODEL_FILES[1])
+    return net.eval(), info
+
+
 def run_finetune(cfg: FinetuneConfig, *, write: bool = True, stop_after_epoch: int | None = None,
-                 data: CropData | None = None) -> FinetuneResult:
-    """Run ``cfg``; ``stop_after_epoch`` interrupts each training after that epoch (a test hook for resuming)."""
+                 data: CropData | None = None, overwrite: bool = False) -> FinetuneResult:
+    """Run ``cfg``; ``stop_after_epoch`` interrupts each training after that epoch (a test hook for resuming).
+    An existing results directory is refused before any work unless ``overwrite``."""
+    if write:
+        check_out_free(cfg.resolved_out(), overwrite)
     with torch_threads(cfg.threads):
-        return _run(cfg, write, stop_after_epoch, data)
+        return _run(cfg, write, stop_after_epoch, data, overwrite)
 
 
-def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: CropData | None) -> FinetuneResult:
+def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: CropData | None,
+         overwrite: bool = False) -> FinetuneResult:
     t0 = time.perf_counter()
     data = data if data is not None else load_crops(cfg.store, cfg.frames_per_item)
     dataset = str(data.manifest.get("dataset", ""))
@@ -161,6 +183,7 @@ def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: C
             per_subject=subject_table(predictions), predictions=predictions,
             splits=[s.manifest(rows) for s in splits], stores=stores, classes=classes,
             save_model=(lambda d: save_model(final_net, d, classes, cfg, data)) if final_net is not None else None,
+            overwrite=overwrite,
         )
         log.info("results in %s", out)
     return FinetuneResult(out=out, metrics=metrics, predictions=predictions, reports=reports)

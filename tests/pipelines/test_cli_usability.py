@@ -118,7 +118,7 @@ def test_info_writes_its_report_to_stdout() -> None:
     assert "torch_cuda_build" in result.stdout
 
 
-COMMANDS = [["info"], ["demo-data"], ["extract"], ["fuse"], ["predict"], ["stores", "ls"], ["stores", "info"],
+COMMANDS = [["info"], ["demo-data"], ["extract"], ["fuse"], ["finetune"], ["predict"], ["stores", "ls"], ["stores", "info"],
             ["stores", "verify"], ["stores", "gc"], ["models", "ls"], ["results", "show"], ["results", "compare"]]
 
 
