@@ -47,7 +47,7 @@ def test_finetuning_beats_the_frozen_head_without_leakage(crop_store: Path, tmp_
                              **FAST)
         res = run_finetune(cfg, write=False, data=data)
         accs[frozen] = res.metrics["per_clip"]["model"]["uar"]
-        for (train_items, val_items), (fold, part) in zip(seen, res.predictions.groupby("fold", sort=False)):
+        for (train_items, val_items), (fold, part) in zip(seen, res.predictions.groupby("fold", sort=False), strict=True):
             test_items = set(part["item"])
             assert not test_items & (train_items | val_items), fold  # test trials never trained on nor validated
             assert val_items and not val_items & train_items  # the inner split holds whole trials out
@@ -96,7 +96,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(crop_store: Path, tmp_pat
     resumed, _ = build_net(cfg, 2, seed=99)  # a fresh process: other init, everything comes from the checkpoint
     report = fit(resumed, data.crops, y, items, 2, cfg, tmp_path / "killed", seed=3)
     assert report.resumed_from == 2 and report.epochs_run == 4
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
     files = {p.name for p in (tmp_path / "killed").iterdir()}
     assert files == {"model.safetensors", "optim.safetensors", "best.safetensors", "state.json"}
