@@ -166,3 +166,17 @@ def test_extract_into_a_compacted_store_equals_one_run(deap: Path, stores: dict[
 
         xr.testing.assert_identical(xr.open_zarr(path).drop_attrs().load(),
                                     xr.open_zarr(stores["eeg-zarr"]).drop_attrs().load())
+
+
+def test_to_xarray_before_compaction_equals_open_zarr_after(tmp_path: Path) -> None:
+    import xarray as xr
+
+    path = tmp_path / "s.store"
+    names = [f"c{i}_alpha" for i in range(6)]
+    with create_store(path, make_manifest(dim=6, feature_names=names), chunk_rows=4, segment_rows=8) as w:
+        for i in range(7):
+            w.write_item(make_item(f"s{i % 2}/t{i}", 2 + i % 3, 6, quality={"face_found": "bool", "det": "float"}))
+    before = open_store(path).to_xarray().load()
+    assert not open_store(path).compacted and list(before["dim"].values) == names
+    CliRunner().invoke(app, ["stores", "compact", str(path)])
+    xr.testing.assert_equal(before, xr.open_zarr(path).load())
