@@ -11,7 +11,11 @@ median sample step). A frame without the subject's face keeps its row with a NaN
 ``q_face_found`` False and ``q_det_score`` NaN. An item without a face in any frame is data, not a failure: all
 its rows are no-face rows, the item is done, and a warning is logged and kept in its meta. Per row the store also
 records the face's box (``q_box_x1`` ...), five landmarks (``q_lm0_x`` ...), ``q_track_id``, ``q_face_index``,
-``q_shot_cut``, ``q_identity_changed``, ``q_keyframe``, ``q_yaw_deg``, ``q_pitch_deg``, ``q_face_px``, ``q_blur``. A corrupt
+``q_shot_cut``, ``q_identity_changed``, ``q_keyframe``, ``q_yaw_deg``, ``q_pitch_deg``, ``q_face_px``, ``q_blur`` and
+``q_align_residual`` (RMS distance in crop px of the five landmarks from the template after the similarity fit:
+small for a frontal face, large for a profile or a non-human face). The item's meta summarises them: ``identities``
+(distinct track ids), ``identity_changes``, ``shot_cuts``, ``align_residual_median``, and says the clock:
+``time_origin`` (``first_frame``) with ``first_frame_file_s``, the first frame's time on the file's clock. A corrupt
 or truncated video fails the item by default (``on_corrupt="fail"``): a store then holds only complete videos, and
 the error is recorded; ``on_corrupt="keep"`` keeps the rows of the frames decoded before the damage and records
 the error in the item's meta instead.
@@ -216,6 +220,8 @@ class FaceEmbeddingExtractor(FeatureExtractor):
                     break
                 g.chunks.append({k: v for k, v in batch.items() if k != "crops"})
                 batcher.add(batch["crops"])
+            reader = self.pipeline.reader if self.pipeline is not None and g.video is not None else None
+            g.first_frame_file_s = None if reader is None else reader.first_frame_file_s
         except Exception as exc:
             if batcher.failed:
                 raise
@@ -257,10 +263,10 @@ class FaceEmbeddingExtractor(FeatureExtractor):
             meta["warning"] = f"no face found in any of the {n} sampled frames"
             log.warning("%s: no face found in any of the %d sampled frames of %s", item.key, n, source)
         extra = _extra_quality(chunks)
-        if "q_track_id" in extra:
-            ids = extra["q_track_id"]
-            meta["identities"] = int(len(np.unique(ids[ids >= 0])))
-            meta["shot_cuts"] = int(extra["q_shot_cut"].sum())
+        meta.update(_summary(extra))
+        if video is not None and self.pipeline is not None:
+            meta["time_origin"] = self.pipeline.config.time_origin
+            meta["first_frame_file_s"] = g.first_frame_file_s
         return ItemRows(
             key=item.key,
             embeddings=embeddings,
@@ -364,6 +370,7 @@ class _Gathered:
     error: ItemError | None = None  # a decode error after the decodable frames went through
     failure: Exception | None = None  # the item's own error (unreadable image ...): raised by ``_rows``
     n_crops: int = 0
+    first_frame_file_s: float | None = None  # a video's first frame on the file's clock
 
 
 class _CropBatcher:
@@ -420,6 +427,20 @@ def _end_times(t_s: np.ndarray, fps: float | None) -> np.ndarray:
         step = 1.0 / fps if fps else 1.0
     nxt = np.append(times[1:], times[-1] + step) if len(times) else times
     return nxt[np.searchsorted(times, t_s)] if len(times) else t_s.copy()
+
+
+def _summary(extra: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The item meta's summary of the face columns: identities, identity changes, cuts, median residual."""
+    out: dict[str, Any] = {}
+    if "q_track_id" in extra:
+        ids = extra["q_track_id"]
+        out["identities"] = int(len(np.unique(ids[ids >= 0])))
+        out["identity_changes"] = int(extra["q_identity_changed"].sum())
+        out["shot_cuts"] = int(extra["q_shot_cut"].sum())
+    if "q_align_residual" in extra:
+        res = extra["q_align_residual"][np.isfinite(extra["q_align_residual"])]
+        out["align_residual_median"] = round(float(np.median(res)), 3) if len(res) else None
+    return out
 
 
 def _extra_quality(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

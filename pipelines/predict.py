@@ -129,6 +129,9 @@ def predict_video(video: str | Path, model_path: str | Path, *, device: str = "c
     predicted = np.full(len(out), "", dtype=object)
     predicted[ok] = np.asarray(model.classes, dtype=object)[probs[ok].argmax(axis=1)]
     out["predicted"] = predicted
+    if rows.meta.get("time_origin", "first_frame") == "first_frame":  # rows from the first frame: the file's clock
+        out[["t_start_s", "t_end_s"]] += float(rows.meta.get("first_frame_file_s") or 0.0)
+    out["time_origin"] = "file_start"
     return Prediction(table=out, classes=list(model.classes), model_info=info)
 
 

@@ -30,7 +30,7 @@ from pipelines.predict_tables import (
     pool_windows,
     prob_columns,
 )
-from pipelines.pretrained import FaceScorer
+from pipelines.pretrained import VIDEO_CLOCK, FaceScorer
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,14 @@ def model_info(scorer: FaceScorer) -> dict[str, Any]:
 
 
 def predict_video_builtin(video: str | Path, scorer: FaceScorer, *, window_s: float = 1.0) -> Prediction:
-    """Per window and face track probabilities of ``video`` (track -1: no face anywhere)."""
+    """Per window and face track probabilities of ``video`` (track -1: no face anywhere); ``t_start_s`` and
+    ``t_end_s`` are on the file's clock, as the ``time_origin`` column says."""
     video = Path(video)
     if not video.is_file():
         raise PredictError(f"{video}: video file not found")
     frames, duration = scorer.score_video(video)
     table = pool_windows(frames, scorer.classes, window_s, duration)
+    table["time_origin"] = VIDEO_CLOCK
     return Prediction(table=table, classes=scorer.classes, model_info=model_info(scorer))
 
 

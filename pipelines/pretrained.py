@@ -42,6 +42,9 @@ def builtin_model(name: str) -> BuiltinModel | None:
     return BUILTIN_MODELS.get(str(name).lower())
 
 
+VIDEO_CLOCK = "file_start"  # predict reports a video's times on the file's clock (t = 0 at the container's start)
+
+
 @dataclass
 class ScorerConfig:
     """Face path options of a built-in model run."""
@@ -84,7 +87,8 @@ class FaceScorer:
             still = kind == "image"
             face = FaceConfig(fps=cfg.fps, detector=cfg.detector, min_score=cfg.min_score,
                               subject="largest" if still else cfg.subject,  # type: ignore[arg-type]
-                              keyframe_s=0.0 if still else 0.2, detector_options=dict(cfg.detector_options))
+                              keyframe_s=0.0 if still else 0.2, detector_options=dict(cfg.detector_options),
+                              time_origin=VIDEO_CLOCK)
             self._pipes[kind] = FacePipeline.from_config(face, device=self.device)
         return self._pipes[kind]
 
@@ -120,7 +124,8 @@ class FaceScorer:
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
     def score_video(self, video: str | Path) -> tuple[pd.DataFrame, float]:
-        """(per-frame face rows, duration in s) of ``video`` sampled at ``config.fps``."""
+        """(per-frame face rows, duration in s) of ``video`` sampled at ``config.fps``; times on the file's clock
+        (``VIDEO_CLOCK``)."""
         frames = self.score_frames(self._pipe("video").video_batches(video), Path(video).stem)
         times = np.sort(frames["t_s"].unique()) if len(frames) else np.zeros(1)
         step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0

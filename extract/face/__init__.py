@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "AlignConfig": "extract.face.align",
     "align_faces": "extract.face.align",
+    "alignment_residual": "extract.face.align",
     "arcface_template": "extract.face.align",
     "estimate_alignment": "extract.face.align",
     "umeyama": "extract.face.align",

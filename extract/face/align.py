@@ -107,6 +107,19 @@ def estimate_alignment(landmarks: np.ndarray, size: int = 224, margin: float = 0
     return umeyama(lm, arcface_template(size, margin))[:, :2, :]
 
 
+def alignment_residual(landmarks: np.ndarray, size: int = 224, margin: float = 0.0,
+                       matrices: np.ndarray | None = None) -> np.ndarray:
+    """RMS distance (n,) in output-crop px of the five landmarks (n, 5, 2), warped by their similarity fit
+    (``matrices`` (n, 2, 3) from ``estimate_alignment``, computed when None), from the template points. 0 for a
+    face shaped like the template; large for a profile or a non-face (a similarity cannot bend the layout);
+    NaN where the fit is degenerate."""
+    lm = normalize_landmark_order(np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2))
+    mats = estimate_alignment(lm, size, margin) if matrices is None else np.asarray(matrices, np.float64)
+    warped = np.einsum("nij,nkj->nki", mats[:, :, :2], lm) + mats[:, None, :, 2]
+    err = np.linalg.norm(warped - arcface_template(size, margin), axis=2)
+    return np.sqrt((err**2).mean(axis=1))
+
+
 def _warp_cv2(
     images: Sequence[np.ndarray], frame_index: np.ndarray, mats: np.ndarray, size: int
 ) -> np.ndarray:

@@ -38,7 +38,7 @@ import numpy as np
 from extract.base import ItemError
 
 ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]
-TimeOrigin = Literal["first_frame", "stream_start"]
+TimeOrigin = Literal["first_frame", "stream_start", "file_start"]
 
 # A stream whose decoded frames stop this much before its declared end is reported as truncated.
 TRUNCATION_TOLERANCE_S = 0.5
@@ -176,7 +176,9 @@ class VideoReader:
 
     ``max_side`` shrinks frames whose longer side exceeds it (aspect kept) while converting to RGB; only selected
     frames are converted. ``time_origin``: t = 0 at the first decoded frame (default; AVI files with B-frames
-    start their pts one frame late) or at the stream's declared start time. ``raise_errors=False`` records a decode failure on ``self.error`` instead of raising it.
+    start their pts one frame late), at the stream's declared start time, or at the container's start
+    (``file_start``: the file's clock, as players count). Once a frame is decoded, ``first_frame_file_s`` is
+    that first frame's time on the file's clock (t_file = t_first_frame_clock + first_frame_file_s). ``raise_errors=False`` records a decode failure on ``self.error`` instead of raising it.
     After iteration, ``n_decoded`` is the number of frames the decoder produced and ``n_bad_packets`` the number
     of corrupt packets skipped.
     """
@@ -205,6 +207,7 @@ class VideoReader:
         self.n_decoded = 0
         self.n_yielded = 0
         self.n_bad_packets = 0
+        self.first_frame_file_s: float | None = None
         self._failure: str | None = None
 
     def __iter__(self) -> Iterator[DecodedFrame]:
@@ -274,7 +277,9 @@ class VideoReader:
         stream_start = (
             float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
         )
-        origin: float | None = stream_start if self.time_origin == "stream_start" else None
+        file_start = float(container.start_time) / av.time_base if container.start_time is not None else stream_start
+        origin: float | None = {"stream_start": stream_start, "file_start": file_start}.get(self.time_origin)
+        self.first_frame_file_s = None
         last_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
         self._failure = None
         size = None
@@ -288,6 +293,8 @@ class VideoReader:
             if last_abs is not None and t_abs > last_abs:
                 last_dt = t_abs - last_abs
             last_abs = t_abs
+            if self.first_frame_file_s is None:
+                self.first_frame_file_s = t_abs - file_start
             if origin is None:
                 origin = t_abs
             if size is None and self.max_side:

@@ -40,8 +40,15 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from extract.face.align import AlignConfig, WarpBackend, estimate_alignment, valid_landmarks, warp_faces
-from extract.face.decode import VideoReader
+from extract.face.align import (
+    AlignConfig,
+    WarpBackend,
+    alignment_residual,
+    estimate_alignment,
+    valid_landmarks,
+    warp_faces,
+)
+from extract.face.decode import TimeOrigin, VideoReader
 from extract.face.detectors import FaceDetector, create_detector
 from extract.face.detectors.base import Detections, frames_to_batch
 from extract.face.flow import grey, propagate
@@ -84,6 +91,8 @@ class FaceConfig:
     # crops are aligned from the full-resolution frame. None: detect at the decoded size.
     detect_max_side: int | None = None
     cut_threshold: float = 0.5  # histogram distance between consecutive sampled frames that is a shot cut
+    # The clock of a video's t_s (``VideoReader``): t = 0 at the first decoded frame, or at the file's start
+    time_origin: TimeOrigin = "first_frame"
     warp_backend: WarpBackend = "auto"
     prefetch_batches: int = 2
 
@@ -96,6 +105,9 @@ class FaceConfig:
             raise ValueError(f"invalid FaceConfig: keyframe_s must be >= 0 and cut_threshold in (0, 1], got {self}")
         if self.detect_max_side is not None and self.detect_max_side < 32:
             raise ValueError(f"invalid FaceConfig: detect_max_side must be >= 32 or None, got {self.detect_max_side}")
+        if self.time_origin not in ("first_frame", "stream_start", "file_start"):
+            raise ValueError(f"invalid FaceConfig: time_origin must be first_frame, stream_start or file_start, "
+                             f"got {self.time_origin!r}")
         if self.detector_batch_cpu is not None and self.detector_batch_cpu < 1:
             raise ValueError(f"invalid FaceConfig: detector_batch_cpu must be >= 1 or None, got {self}")
 
@@ -126,7 +138,8 @@ class FaceResult:
 
 
 QUALITY_FIELDS = ("track_id", "face_index", "shot_cut", "identity_changed", "keyframe", "yaw_deg", "pitch_deg",
-                  "face_px", "blur")
+                  "face_px", "blur", "align_residual")
+
 
 @dataclass
 class FaceBatch:
@@ -149,6 +162,8 @@ class FaceBatch:
     pitch_deg: np.ndarray  # (b,) float32
     face_px: np.ndarray  # (b,) float32: box side (sqrt of area) in px of the decoded frame
     blur: np.ndarray  # (b,) float32: variance of the Laplacian of the aligned crop (low = blurred)
+    # (b,) float32: RMS distance (crop px) of the five landmarks, after the similarity fit, from the template
+    align_residual: np.ndarray
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -315,6 +330,7 @@ class FacePipeline:
             detector = create_detector(detector, device=device or "cpu", **self.config.detector_options)
         self.detector = detector
         self.stats = PipelineStats()
+        self.reader: VideoReader | None = None  # of the last ``video_batches`` call (its ``first_frame_file_s``)
 
     @classmethod
     def from_config(cls, config: FaceConfig, device: Any = "cpu") -> FacePipeline:
@@ -345,14 +361,16 @@ class FacePipeline:
             "appearance": "quality.face_descriptors (32x32 aligned grey, equalised, 8x8) cosine vs running template",
             "detector": self.detector.spec,
             "alignment": cfg.align.spec(),
-            "time_origin": "first_frame",
+            "time_origin": cfg.time_origin,
         }
 
     # ----------------------------------------------------------------------------------------------- public
     def video_batches(self, path: str | Path) -> Iterator[FaceBatch]:
         """Decode ``path`` at ``config.fps`` (background thread) and yield ``FaceBatch`` es. A damaged video
         raises ``VideoDecodeError`` after the batches of every frame that could be decoded."""
-        reader = VideoReader(path, self.config.fps or None, max_side=self.config.max_side)
+        reader = VideoReader(path, self.config.fps or None, max_side=self.config.max_side,
+                             time_origin=self.config.time_origin)
+        self.reader = reader
         return self.batches(reader)
 
     def process_video(self, path: str | Path) -> Iterator[FaceResult]:
@@ -558,8 +576,10 @@ class FacePipeline:
         found &= valid_landmarks(lms)
         rows = np.flatnonzero(found)
         crops = np.zeros((0, cfg.crop_size, cfg.crop_size, 3), np.uint8)
+        residual = np.full(b, np.nan, np.float32)
         if len(rows):
             mats = estimate_alignment(lms[rows], cfg.crop_size, cfg.margin)
+            residual[rows] = alignment_residual(lms[rows], cfg.crop_size, cfg.margin, mats)
             refs = [decided[r][0].device_ref for r in rows]
             if all(ref is not None for ref in refs):
                 frames = torch.stack([ref[0][ref[1]] for ref in refs if ref is not None])
@@ -595,6 +615,7 @@ class FacePipeline:
             pitch_deg=pitch,
             face_px=px,
             blur=sharp,
+            align_residual=residual,
         )
         self.stats.frames += len({id(it) for it, _ in decided})
         self.stats.faces += int(found.sum())

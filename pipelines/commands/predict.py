@@ -75,6 +75,7 @@ def _predict_fuse(video: Path, model: Path, out: Path | None, gpu: int, backbone
     paths = write_prediction(pred, out_dir, title=video.name, smooth_windows=smooth)
     n_face = int((pred.table["predicted"] != "").sum())
     console.print(f"{len(pred.table)} windows ({n_face} with a face) scored into {out_dir}:")
+    _warn_no_face(video, n_face)
     for path in paths:
         console.print(f"  {path}")
 
@@ -102,6 +103,7 @@ def _predict_builtin(spec, *, video: Path | None, images: Path | None, dataset: 
             n_tracks = int((pred.table["track_id"] >= 0).any() and pred.table["track_id"].nunique())
             n_face = int((pred.table["predicted"] != "").sum())
             console.print(f"{len(pred.table)} rows ({n_face} with a face, {n_tracks} face track(s)) into {out_dir}:")
+            _warn_no_face(video, n_face)
         else:
             ev = pb.predict_images(images, scorer) if images else pb.predict_dataset(dataset, root, scorer)
             paths = pb.write_evaluation(ev, out_dir, title=f"{stem} ({spec.name})")
@@ -112,6 +114,12 @@ def _predict_builtin(spec, *, video: Path | None, images: Path | None, dataset: 
         console.print(f"  {path}")
     if debug_crops:
         console.print(f"aligned crops: {debug_crops}")
+
+
+def _warn_no_face(video: Path, n_face: int) -> None:
+    if n_face == 0:
+        console.print(f"[yellow]warning:[/yellow] {video}: no face found in any sampled frame; every row is a "
+                      "no-face row with empty probabilities")
 
 
 def _print_evaluation(ev, out_dir: Path) -> None:

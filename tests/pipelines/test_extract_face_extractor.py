@@ -147,3 +147,19 @@ def test_manifest_parts_name_every_feature_changing_fact(extractor) -> None:  # 
     assert "dtype" not in parts["model"]["backbone"]  # compute precision follows the device: item meta, not here
     assert parts["preprocessing"]["face"]["alignment"]["template"].startswith("arcface")
     assert "detect_batch" not in parts["config"] and "embed_batch" not in parts["config"]  # speed only
+
+
+def test_rows_say_their_clock_and_where_the_first_frame_is_on_the_file_clock(tmp_path: Path) -> None:
+    from extract.fixtures.video import tone
+
+    # the video starts 0.5 s after the file (the audio starts at 0)
+    video = write_video(tmp_path / "late.mkv", marker_frames(1.0), size=(128, 96), fps=FPS_SOURCE,
+                        audio=tone(1.5, 440.0), audio_offset_s=-0.5)
+    ex = EXTRACTORS.create("face", detector="tiny", backbone="tiny-clip", fps=5.0)
+    rows = ex.extract(FramesReader(tmp_path), item("t/s01/09", video))
+    np.testing.assert_allclose(rows.t_start_s, np.arange(5) * 0.2, atol=1e-6)  # t = 0 at the first frame
+    assert rows.meta["time_origin"] == "first_frame"
+    assert rows.meta["first_frame_file_s"] == pytest.approx(0.5, abs=1e-3)
+    parts = ex.manifest_parts()
+    assert parts["preprocessing"]["face"]["time_origin"] == "first_frame"
+    assert "first frame" in parts["preprocessing"]["rows"]

@@ -179,3 +179,38 @@ def test_single_image_without_class_folders(photo_folder: Path, tmp_path: Path) 
 def test_bad_arguments_are_named(args: list[str], message: str) -> None:
     res = CliRunner().invoke(app, ["predict", "--model", "fer2013", "--gpu", "-1", *args], terminal_width=200)
     assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+
+
+@pytest.fixture(scope="module")
+def china_late(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A face-free 1 s clip (10 fps) panning over scikit-learn's china.jpg whose video starts 0.5 s into the file
+    (its audio track starts at 0): the first frame is at 0.5 s on the file's clock."""
+    from sklearn.datasets import load_sample_image
+
+    from extract.fixtures.video import tone, write_video
+
+    china = load_sample_image("china.jpg")[:240, :320]
+    frames = [np.ascontiguousarray(np.roll(china, 8 * i, axis=1)) for i in range(10)]
+    path = tmp_path_factory.mktemp("china") / "china.mkv"
+    return write_video(path, frames, size=(320, 240), fps=10.0, audio=tone(1.5, 440.0), audio_offset_s=-0.5)
+
+
+def test_face_free_video_exits_0_with_no_face_rows_and_a_warning(china_late: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    text = " ".join(invoke("--video", str(china_late), "--out", str(out), "--fps", "5").split())
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False, na_values=[""])
+    assert len(table) == 2  # windows [0, 1) and [1, 1.5) s of the file, both without a face
+    assert (table["track_id"] == -1).all() and (table["n_faces"] == 0).all() and (table["n_frames"] == 0).all()
+    assert table[PROBS].isna().all().all() and table["predicted"].isna().all()
+    assert "warning:" in text and "no face found in any sampled frame" in text and "0 with a face" in text
+    for name in PLOTS:
+        assert (out / name).stat().st_size > 5_000
+
+
+def test_predict_times_are_on_the_file_clock_and_the_csv_says_so(china_late: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    invoke("--video", str(china_late), "--out", str(out), "--fps", "0", "--window", "0")
+    table = pd.read_csv(out / "predictions.csv")
+    assert set(table["time_origin"]) == {"file_start"}
+    np.testing.assert_allclose(table["t_start_s"], 0.5 + np.arange(10) / 10, atol=1e-3)  # the video starts late
+    np.testing.assert_allclose(table["t_end_s"], table["t_start_s"] + 0.1, atol=1e-3)

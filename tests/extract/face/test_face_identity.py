@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from conftest import multi_identity_scenes
 
+from extract.face.align import alignment_residual
 from extract.face.pipeline import FaceConfig, FacePipeline
+
+# Flags that separate the cartoon's false positives (bigbuckbunny) from a real frontal face (carphone)
+BUNNY_YAW_DEG = 30.0
+BUNNY_RESIDUAL = 9.0  # crop px at the default 224 crop
 
 
 @dataclass
@@ -89,6 +94,31 @@ def test_carphone_faces_in_95_percent_of_frames_one_track(carphone_path: Path, m
     assert set(tracks[found].tolist()) == {0}
     assert keyframe.sum() < 60  # the detector ran on a minority of frames; optical flow moved the rest
     assert np.nanmax(np.abs(yaw)) < 60 and np.isfinite(np.concatenate([b.blur for b in batches])[found]).all()
+    residual = np.concatenate([b.align_residual for b in batches])
+    assert np.isfinite(residual[found]).all() and np.isnan(residual[~found]).all()
+    landmarks = np.concatenate([b.landmarks for b in batches])[found]
+    np.testing.assert_allclose(residual[found], alignment_residual(landmarks), rtol=1e-4)
+    # a frontal talking head: close to the template, and below the flags that mark the cartoon (next test)
+    assert np.median(residual[found]) < 6 and residual[found].max() < BUNNY_RESIDUAL
+    assert np.abs(yaw[found]).max() < BUNNY_YAW_DEG
+
+
+def test_cartoon_false_positives_are_flagged_by_yaw_and_alignment_residual(bigbuckbunny_path: Path, mtcnn) -> None:
+    """MTCNN scores the bunny's face >= 0.9 (the default detector at full resolution, 5 fps); its five points
+    are far from a frontal human layout, so ``--max-yaw 30`` (or a residual cut at 9 crop px) removes every such
+    row while keeping every carphone row (previous test). The frames: the bunny's first appearance (0.6, 0.8 s)."""
+    from extract.face.decode import VideoReader
+
+    frames = [f for f in VideoReader(bigbuckbunny_path, 5.0) if 0.5 <= f.t_s <= 0.9]
+    pipe = FacePipeline(mtcnn, FaceConfig(subject="all", keyframe_s=0))
+    batches = list(pipe.batches(frames, background=False))
+    found = np.concatenate([b.face_found for b in batches])
+    yaw = np.concatenate([b.yaw_deg for b in batches])[found]
+    residual = np.concatenate([b.align_residual for b in batches])[found]
+    assert len(frames) == 2 and found.all(), found  # the false positives are there
+    assert (np.concatenate([b.det_score for b in batches])[found] > 0.9).all()
+    assert (np.abs(yaw) >= BUNNY_YAW_DEG).all(), yaw
+    assert (residual >= BUNNY_RESIDUAL).all(), residual
 
 
 def test_face_free_video_is_data_not_failure(tmp_path: Path, face_tools) -> None:
@@ -112,3 +142,57 @@ def test_face_free_video_is_data_not_failure(tmp_path: Path, face_tools) -> None
     assert np.isnan(rows.embeddings).all() and "no face" in rows.meta["warning"]
     np.testing.assert_allclose(rows.t_end_s[:-1], rows.t_start_s[1:])  # each row ends at the next sample
     assert (rows.quality["track_id"] == -1).all() and np.isnan(rows.quality["yaw_deg"]).all()
+
+
+class _VideoReader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def video_path(self, item) -> Path:  # noqa: ANN001
+        return self.path
+
+
+def _item(key: str):  # noqa: ANN202
+    from extract.datasets.base import Item
+
+    return Item(key=key, dataset="x", subject="s1", session=1, trial="1")
+
+
+def test_carphone_item_summary_one_identity_and_its_alignment_residual(carphone_path: Path) -> None:
+    from extract.face_extractor import FaceEmbeddingExtractor
+
+    ex = FaceEmbeddingExtractor(detector="mtcnn", backbone="tiny-clip", fps=5)
+    rows = ex.extract(_VideoReader(carphone_path), _item("x/carphone"))  # type: ignore[arg-type]
+    found = rows.quality["face_found"]
+    residual = rows.quality["align_residual"]
+    assert rows.n_rows == 20 and found.mean() >= 0.95
+    assert set(rows.quality["track_id"][found].tolist()) == {0}
+    assert rows.meta["identities"] == 1 and rows.meta["identity_changes"] == 0 and rows.meta["shot_cuts"] == 0
+    assert np.isfinite(residual[found]).all()
+    assert rows.meta["align_residual_median"] == pytest.approx(float(np.median(residual[found])), abs=1e-3)
+    assert 0 < rows.meta["align_residual_median"] < 6
+    lm = np.stack([np.stack([rows.quality[f"lm{k}_x"], rows.quality[f"lm{k}_y"]], axis=1) for k in range(5)], 1)
+    np.testing.assert_allclose(residual[found], alignment_residual(lm[found]), rtol=1e-4)  # the stored landmarks
+
+
+def test_item_summary_counts_the_identities_the_subject_covered(two_people) -> None:
+    from extract.datasets.base import FrameImage
+    from extract.face_extractor import FaceEmbeddingExtractor
+
+    frames, truth = multi_identity_scenes(two_people)
+
+    class Reader:
+        def video_path(self, item) -> None:  # noqa: ANN001
+            return None
+
+        def frames(self, item):  # noqa: ANN001, ANN202
+            return [FrameImage(t_s=i / 10, image=f) for i, f in enumerate(frames)]
+
+    ex = FaceEmbeddingExtractor(detector="mtcnn", backbone="tiny-clip", fps=0, keyframe_s=0.2)
+    rows = ex.extract(Reader(), _item("x/two"))  # type: ignore[arg-type]
+    ids = rows.quality["track_id"]
+    assert rows.n_rows == len(frames)
+    assert rows.meta["identities"] == len(np.unique(ids[ids >= 0])) == 2  # A and G, each one id
+    assert rows.meta["shot_cuts"] == 2 and rows.meta["identity_changes"] >= 1
+    assert rows.meta["identity_changes"] == int(rows.quality["identity_changed"].sum())
+    assert "time_origin" not in rows.meta  # still frames: their times are the reader's
