@@ -109,6 +109,23 @@ def _stream_duration_s(
     return None
 
 
+def _declared_end_s(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, stream_start: float
+) -> float | None:
+    """Where the video stream says it ends, on the file's clock.
+
+    A stream duration spans from the stream's start. A container duration (used when the video is the sole stream)
+    is a span in some formats and an end time in others (Matroska counts from 0 even when the first frame is
+    later), so the earlier of the two readings is taken: truncation is never claimed on an ambiguous header.
+    """
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return stream_start + float(stream.duration * stream.time_base)
+    declared = _stream_duration_s(container, stream)
+    if declared is None:
+        return None
+    return min(stream_start + declared, max(declared, stream_start))
+
+
 def probe_video(path: str | os.PathLike[str], count_frames: bool = False) -> VideoInfo:
     """Size, duration, nominal fps and frame count of a video's first video stream.
 
@@ -309,9 +326,9 @@ class VideoReader:
         if failure is None and self.n_decoded == 0:
             failure = "no frame could be decoded"
         if failure is None and last_abs is not None:
-            declared = _stream_duration_s(container, stream)
-            if declared is not None:
-                end, declared_end = last_abs + last_dt, stream_start + declared
+            declared_end = _declared_end_s(container, stream, stream_start)
+            if declared_end is not None:
+                end = last_abs + last_dt
                 tolerance = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRAMES * last_dt)
                 if end < declared_end - tolerance:
                     failure = f"truncated: frames end at {end:.3f} s of a declared {declared_end:.3f} s"

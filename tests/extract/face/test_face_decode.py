@@ -100,3 +100,25 @@ def test_unreadable_and_missing_files_raise_item_errors(tmp_path: Path) -> None:
     assert list(reader) == [] and "not found" in str(reader.error)
     with pytest.raises(VideoDecodeError, match="missing.avi"):
         probe_video(tmp_path / "missing.avi")
+
+
+def test_a_video_only_mkv_that_starts_late_is_not_called_truncated(tmp_path: Path) -> None:
+    import av
+
+    from extract.fixtures.video import tone, write_video
+
+    # Matroska declares its duration from 0: a video-only file whose first frame is at 0.5 s says "1.5 s" in all.
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(10)]
+    src = write_video(tmp_path / "src.mkv", frames, size=(64, 48), fps=10, audio=tone(1.5, 440.0),
+                      audio_offset_s=-0.5)
+    late = tmp_path / "late.mkv"
+    with av.open(str(src)) as inp, av.open(str(late), "w") as out:  # keep only the video stream
+        stream_out = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream_out
+                out.mux(packet)
+    reader = VideoReader(late, fps=None, raise_errors=False)
+    frames_read = list(reader)
+    assert reader.error is None and len(frames_read) == 10
+    np.testing.assert_allclose([f.t_s for f in frames_read], np.arange(10) / 10, atol=1e-6)
