@@ -98,6 +98,10 @@ class FuseConfig:
     require_all: bool = False  # use only rows that have every modality of the run, whatever the strategy
     require_both: bool = False  # old name of require_all (two modalities); either one turns it on
     max_yaw: float = 0.0  # > 0: face rows whose |q_yaw_deg| exceeds this (degrees) count as no-face rows
+    max_pitch: float = 0.0  # > 0: the same for |q_pitch_deg|
+    min_face_px: float = 0.0  # > 0: face rows whose face (sqrt box area, q_face_px) is smaller count as no-face rows
+    min_sharpness: float = 0.0  # > 0: face rows whose crop sharpness (variance of Laplacian, q_blur) is lower
+    max_align_residual: float = 0.0  # > 0: face rows whose q_align_residual (crop px) exceeds this
     pca_components: int = 0  # > 0: PCA after standardisation, fitted on training folds only
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
@@ -120,13 +124,22 @@ class FuseConfig:
     # whose fingerprint differs, naming it and the fields that differ. Empty = nothing to check (a new run).
     expect_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def quality_limits(self) -> dict[str, float]:
+        """The face-quality filters this run applies: config field -> bound (see ``fuse.data.QUALITY_LIMITS``)."""
+        names = ("max_yaw", "max_pitch", "min_face_px", "min_sharpness", "max_align_residual")
+        return {name: float(getattr(self, name)) for name in names if getattr(self, name) > 0}
+
     def __post_init__(self) -> None:
         if self.k < 2:
             raise ValueError(f"k must be at least 2, got {self.k}")
         if self.window_s < 0:
             raise ValueError(f"window_s must be >= 0, got {self.window_s}")
-        if not 0 <= self.max_yaw <= 90:
-            raise ValueError(f"max_yaw must be in [0, 90] degrees (0: no filter), got {self.max_yaw}")
+        for name in ("max_yaw", "max_pitch"):
+            if not 0 <= getattr(self, name) <= 90:
+                raise ValueError(f"{name} must be in [0, 90] degrees (0: no filter), got {getattr(self, name)}")
+        for name in ("min_face_px", "min_sharpness", "max_align_residual"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: no filter), got {getattr(self, name)}")
         if self.jobs < 0:
             raise ValueError(f"jobs must be >= 0, got {self.jobs}")
         if self.pca_components < 0:

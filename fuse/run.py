@@ -80,9 +80,9 @@ def load_modalities(cfg: FuseConfig) -> list[ModalityData]:
     for role, path in paths.items():
         start = time.perf_counter()
         out.append(load_store(path))
-        dropped = out[-1].filter_quality(cfg.max_yaw)
-        if dropped:
-            log.info("%s store %s: %d face row(s) with |yaw| > %g deg excluded", role, path, dropped, cfg.max_yaw)
+        limits = cfg.quality_limits()
+        for name, dropped in out[-1].filter_quality(limits).items():
+            log.info("%s store %s: %d face row(s) excluded by %s=%g", role, path, dropped, name, limits[name])
         log.info("read %s store %s (%d rows) in %.1f s", role, path, len(out[-1].rows), time.perf_counter() - start)
     return out
 

@@ -70,6 +70,18 @@ def fuse_command(
     max_yaw: Annotated[float | None, typer.Option("--max-yaw", help="Face rows whose |head yaw| exceeds this "
                                                   "many degrees count as no-face rows (default: keep all).",
                                                   rich_help_panel=EVAL)] = None,
+    max_pitch: Annotated[float | None, typer.Option("--max-pitch", help="The same for |head pitch| (degrees).",
+                                                    rich_help_panel=EVAL)] = None,
+    min_face_px: Annotated[float | None, typer.Option("--min-face-px", help="Face rows whose face is smaller "
+                                                      "(sqrt of the box area, px) count as no-face rows.",
+                                                      rich_help_panel=EVAL)] = None,
+    min_sharpness: Annotated[float | None, typer.Option("--min-sharpness", help="Face rows whose crop is blurrier "
+                                                        "(variance of the Laplacian, q_blur) count as no-face "
+                                                        "rows.", rich_help_panel=EVAL)] = None,
+    max_align_residual: Annotated[float | None, typer.Option("--max-align-residual", help="Face rows whose "
+                                                             "alignment residual (crop px; ~4 frontal, >= 9 "
+                                                             "profile or non-human) exceeds this count as no-face "
+                                                             "rows.", rich_help_panel=EVAL)] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
                                              rich_help_panel=EVAL)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the run's "
@@ -129,6 +141,10 @@ def fuse_command(
         "window_s": window_s,
         "require_all": require_all or None,
         "max_yaw": max_yaw,
+        "max_pitch": max_pitch,
+        "min_face_px": min_face_px,
+        "min_sharpness": min_sharpness,
+        "max_align_residual": max_align_residual,
         "seed": seed,
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,
