@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fuse.errors import FuseInputError
+
 log = logging.getLogger(__name__)
 
 # kinds whose modality is not their own name; any other kind is its own modality
@@ -40,7 +42,7 @@ def ordered(modalities: Sequence[str]) -> tuple[str, ...]:
 META_COLUMNS = ("item", "subject", "session", "trial", "fold")
 
 
-class FuseDataError(ValueError):
+class FuseDataError(FuseInputError):
     """The stores given cannot make the table asked for; the message says what to pass instead."""
 
 
