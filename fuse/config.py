@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fuse.errors import FuseInputError
+
 Strategy = Literal["eeg", "face", "eye", "audio", "peripheral", "early", "late", "transformer"]
 SINGLE_MODALITY = ("eeg", "face", "eye", "audio", "peripheral")  # strategies that use one modality, named after it
 Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session", "fer2013"]
@@ -131,25 +133,25 @@ class FuseConfig:
 
     def __post_init__(self) -> None:
         if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
+            raise FuseInputError(f"k must be at least 2, got {self.k}")
         if self.window_s < 0:
-            raise ValueError(f"window_s must be >= 0, got {self.window_s}")
+            raise FuseInputError(f"window_s must be >= 0, got {self.window_s}")
         for name in ("max_yaw", "max_pitch"):
             if not 0 <= getattr(self, name) <= 90:
-                raise ValueError(f"{name} must be in [0, 90] degrees (0: no filter), got {getattr(self, name)}")
+                raise FuseInputError(f"{name} must be in [0, 90] degrees (0: no filter), got {getattr(self, name)}")
         for name in ("min_face_px", "min_sharpness", "max_align_residual"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: no filter), got {getattr(self, name)}")
+                raise FuseInputError(f"{name} must be >= 0 (0: no filter), got {getattr(self, name)}")
         if self.jobs < 0:
-            raise ValueError(f"jobs must be >= 0, got {self.jobs}")
+            raise FuseInputError(f"jobs must be >= 0, got {self.jobs}")
         if self.pca_components < 0:
-            raise ValueError(f"pca_components must be >= 0, got {self.pca_components}")
+            raise FuseInputError(f"pca_components must be >= 0, got {self.pca_components}")
         if self.classifier == "transformer" and self.strategy != "transformer":
-            raise ValueError("classifier 'transformer' needs the transformer strategy (--strategy transformer)")
+            raise FuseInputError("classifier 'transformer' needs the transformer strategy (--strategy transformer)")
         if self.strategy == "transformer" and self.classifier not in ("auto", "transformer"):
-            raise ValueError(f"the transformer strategy is its own classifier; got classifier {self.classifier!r}")
+            raise FuseInputError(f"the transformer strategy is its own classifier; got classifier {self.classifier!r}")
         if self.strategy in SINGLE_MODALITY and self.modalities and self.strategy not in self.modalities:
-            raise ValueError(f"strategy {self.strategy!r} uses the {self.strategy} modality, which --modalities "
+            raise FuseInputError(f"strategy {self.strategy!r} uses the {self.strategy} modality, which --modalities "
                              f"{','.join(self.modalities)} leaves out")
 
     @property

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fuse.errors import FuseInputError
+
 log = logging.getLogger(__name__)
 
 # kinds whose modality is not their own name; any other kind is its own modality
@@ -48,7 +50,7 @@ QUALITY_LIMITS = {
 }
 
 
-class FuseDataError(ValueError):
+class FuseDataError(FuseInputError):
     """The stores given cannot make the table asked for; the message says what to pass instead."""
 
 

@@ -118,9 +118,10 @@ def fuse_command(
     """Train and evaluate a fusion model on cached stores (never raw data) and write a results directory: metrics
     with the majority-class baseline beside them, per-fold/per-subject tables, predictions, plots, the model."""
     from fuse.config import FuseConfig
-    from fuse.data import FuseDataError
+    from fuse.errors import FuseInputError, MissingExtraError
     from fuse.run import run_fuse
     from pipelines.config import ConfigError, build_config, parse_overrides, read_config_file
+    from store import StoreError
     from store.registry import UnknownNameError
 
     overrides: dict[str, Any] = {
@@ -155,14 +156,9 @@ def fuse_command(
         "attention_items": list(attention_item) if attention_item else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
-    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError,
-                                               FileExistsError, RuntimeError)
-    try:
-        from store import StoreError  # type: ignore[attr-defined]
-
-        errors = (*errors, StoreError)
-    except ImportError:
-        pass
+    # bad input only (FuseDataError is a FuseInputError); any other exception is a bug and keeps its traceback
+    errors = (ConfigError, FuseInputError, MissingExtraError, UnknownNameError, FileNotFoundError, FileExistsError,
+              StoreError)
     try:
         file_layer = read_config_file(config) if config else None
         if stores or cache:  # explicit inputs replace the input fields of a config file, recorded stores included
@@ -173,7 +169,7 @@ def fuse_command(
         cfg = build_config(FuseConfig, file_layer, parse_overrides(set_ or []), overrides,
                            source=str(config) if config else "options")
         result = run_fuse(cfg, overwrite=overwrite)
-    except (*errors, ValueError) as exc:
+    except errors as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     print_summary(result.metrics, result.per_fold, title=str(result.out))
