@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from fuse.config import SINGLE_MODALITY
+
 RESULT_FILES = ("config.yaml", "metrics.json", "per_fold.csv", "per_subject.csv", "predictions.csv", "splits.json",
                 "stores.json", "confusion.png", "per_subject.png")
 
@@ -186,7 +188,8 @@ def used_modalities(res: Mapping[str, Any]) -> list[str]:
     """The roles a run's model read: recorded in metrics.json (``modalities``), else implied by its strategy."""
     if res.get("modalities"):
         return list(res["modalities"])
-    return {"eeg": ["eeg"], "face": ["face"]}.get(res.get("strategy", ""), ["eeg", "face"])
+    strategy = res.get("strategy", "")
+    return [strategy] if strategy in SINGLE_MODALITY else ["eeg", "face"]
 
 
 def features_label(directory: str | Path, res: Mapping[str, Any]) -> str:
