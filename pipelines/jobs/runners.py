@@ -124,9 +124,10 @@ def run_processes(work: Iterable[Work], n_workers: int, gpus: tuple[int, ...], p
     counter = mp.Value("i", 0)
     barrier = mp.Barrier(n_workers)
     rows_queue = mp.Queue(10_000) if on_rows is not None else None
-    with ProcessPoolExecutor(n_workers, mp_context=mp, initializer=_pool_init,
-                             initargs=(gpus, counter, barrier, n_workers, plugins, rows_queue)) as pool, \
-            _draining(rows_queue, on_rows):
+    # The drain thread outlives the pool: exiting workers flush their queued counts into a pipe still read.
+    with _draining(rows_queue, on_rows), \
+            ProcessPoolExecutor(n_workers, mp_context=mp, initializer=_pool_init,
+                                initargs=(gpus, counter, barrier, n_workers, plugins, rows_queue)) as pool:
         try:
             # Start every worker and build its models before the first item, like the dask plugin does.
             for fut in [pool.submit(_pool_ready, list(tasks or [])) for _ in range(n_workers)]:
