@@ -33,3 +33,25 @@ def test_progress_lines_count_rows_within_a_running_item(tmp_path: Path, monkeyp
     assert running, lines  # rows counted while the item was still running
     assert any("ETA -:--:--" not in line and "(0%)" not in line for line in running), running
     assert f"1/1 items (100%), {ROWS_PER_ITEM} rows" in lines[-1]
+
+
+def test_terminal_bar_moves_with_the_rows_of_a_running_item() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from pipelines.jobs.progress import JobProgress, MeanPaceEta
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    plan = SimpleNamespace(path="cache/x/face.zarr", label="face", todo=[1, 2], manifest=SimpleNamespace(dataset="d"))
+    with JobProgress(console) as progress:
+        assert progress.plain is None  # a terminal: the rich bar
+        progress.add_store(plan)
+        progress.start(plan.path)
+        time.sleep(0.05)
+        progress.rows(plan.path, "d/s01/1", 40, 100)
+        task = progress.progress.tasks[0]
+        assert task.completed == pytest.approx(0.4) and task.fields["rows"] == 40
+        assert "-:--:--" not in str(MeanPaceEta().render(task))
+        progress.update(SimpleNamespace(store=plan.path, key="d/s01/1"), SimpleNamespace(rows=100, failed={}))
+        progress.rows(plan.path, "d/s01/1", 60, 100)  # a late count of the finished item changes nothing
+        assert task.completed == 1.0 and task.fields["rows"] == 100
