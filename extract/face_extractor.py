@@ -42,6 +42,7 @@ import numpy as np
 
 from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DatasetReader, Item
+from extract.progress import add_rows, expect_rows
 from store.schema import ItemRows
 
 if TYPE_CHECKING:
@@ -207,6 +208,8 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         crops. The item's own errors are kept for ``_rows``; backbone errors propagate (they are not the item's)."""
         g = _Gathered(video=reader.video_path(item))
         before = batcher.added
+        if g.video is not None:
+            expect_rows(_expected_frames(g.video, self.fps))
         try:
             frames = None if g.video is not None else reader.frames(item)
             batches = self._batches(g.video, frames)
@@ -220,6 +223,7 @@ class FaceEmbeddingExtractor(FeatureExtractor):
                     break
                 g.chunks.append({k: v for k, v in batch.items() if k != "crops"})
                 batcher.add(batch["crops"])
+                add_rows(len(batch["t_s"]))  # the job's progress moves per frame batch, not per item
             reader = self.pipeline.reader if self.pipeline is not None and g.video is not None else None
             g.first_frame_file_s = None if reader is None else reader.first_frame_file_s
         except Exception as exc:
@@ -415,6 +419,19 @@ class _CropBatcher:
             self.seconds += time.perf_counter() - t0
             self.buffer = [rest] if len(rest) else []
             self.buffered = len(rest)
+
+
+def _expected_frames(video: Any, fps: float) -> int | None:
+    """About how many frames sampling ``video`` at ``fps`` (0: every frame) gives, from its header; None if unknown."""
+    from extract.face.decode import expected_count, probe_video
+
+    try:
+        info = probe_video(video)
+    except Exception:  # the decode itself reports a bad video
+        return None
+    if fps and info.duration_s:
+        return expected_count(info.duration_s, fps)
+    return info.n_frames
 
 
 def _end_times(t_s: np.ndarray, fps: float | None) -> np.ndarray:

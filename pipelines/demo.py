@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     for strategy, classifier in STRATEGIES.items():
         out = ns.out / f"demo-{strategy}"
         run(["fuse", "--cache", str(ns.cache / "deap"), "--strategy", strategy, "--classifier", classifier,
-             "--target", "valence", "--protocol", "loso", "--seed", "0", "--out", str(out), "--overwrite"])
+             "--target", "valence", "--protocol", "loso", "--seed", "0", "--require-all", "--out", str(out),
+             "--overwrite"])  # --require-all: every strategy on the rows with both modalities (one row set)
         runs.append(str(out))
     run(["results", "compare", *runs])
     fer_note = fer_on_carphone(ns.out / "demo-fer2013-carphone", ns.gpu)

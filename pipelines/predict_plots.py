@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,16 @@ def _tracks(table: pd.DataFrame, classes: Sequence[str]) -> list[tuple[int, pd.D
 def plot_timeline(table: pd.DataFrame, classes: Sequence[str], path: Path, *, title: str, smooth_windows: int) -> Path:
     """Probabilities over time (or images), one panel per face track; lines = moving average within face runs."""
     plt = _plt()
+    fig = timeline_figure(table, classes, title=title, smooth_windows=smooth_windows)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def timeline_figure(table: pd.DataFrame, classes: Sequence[str], *, title: str, smooth_windows: int) -> Any:
+    """The timeline's matplotlib figure (the caller saves and closes it): nothing is drawn inside a no-face
+    window, since its probabilities are NaN and the moving average neither fills nor crosses it."""
+    plt = _plt()
     tracks = _tracks(table, classes)
     fig, axes = plt.subplots(len(tracks), 1, figsize=(9, 0.6 + 2.9 * len(tracks)), squeeze=False, sharex=True)
     for ax, (track, part) in zip(axes[:, 0], tracks, strict=True):
@@ -71,9 +82,7 @@ def plot_timeline(table: pd.DataFrame, classes: Sequence[str], path: Path, *, ti
     if len(tracks) > 1:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_distribution(table: pd.DataFrame, classes: Sequence[str], path: Path, *, title: str) -> Path:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipelines.logs import console
+
+log = logging.getLogger(__name__)
 
 
 def _config(**kw: object) -> object:
@@ -59,6 +62,7 @@ def finetune_command(
     if loss not in ("ce", "weighted-ce", "focal"):
         console.print(f"[red]error:[/red] --loss {loss!r} is not one of ce, weighted-ce, focal")
         raise typer.Exit(2)
+    log.info("finetune: %s on %s: loading the crops and the backbone weights; progress follows", backbone, store)
     from fuse.finetune.backbones import WeightsUnavailableError
     from fuse.finetune.data import CropStoreError
     from fuse.finetune.run import run_finetune

@@ -117,6 +117,8 @@ def fuse_command(
 ) -> None:
     """Train and evaluate a fusion model on cached stores (never raw data) and write a results directory: metrics
     with the majority-class baseline beside them, per-fold/per-subject tables, predictions, plots, the model."""
+    inputs = ", ".join(str(s) for s in stores) if stores else cache or (f"the stores of {config}" if config else None)
+    log.info("fuse: %s: reading the stores, training, evaluating; results follow", inputs or "(no inputs given)")
     from fuse.config import FuseConfig
     from fuse.errors import FuseInputError, MissingExtraError
     from fuse.run import run_fuse

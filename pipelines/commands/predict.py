@@ -3,12 +3,15 @@ pipelines.predict and pipelines.predict_builtin)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipelines.logs import console
+
+log = logging.getLogger(__name__)
 
 MODEL_HELP = ("A built-in pretrained model (fer2013: FER2013 mini-Xception, 7 classes) or the results directory of "
               "a `pipeline fuse --strategy face` run.")
@@ -39,13 +42,15 @@ def predict_command(
     """Score faces with a model: per-window (video), per-image or per-item probabilities as CSV, plus timeline,
     distribution and heatmap PNGs; with labels (class-named folders, --dataset) accuracy, UAR and a confusion
     matrix."""
-    from pipelines.pretrained import builtin_model
-
     given = [name for name, v in (("--video", video), ("--images", images), ("--dataset", dataset)) if v]
     if len(given) != 1:
         _fail(f"give exactly one of --video, --images, --dataset (got {', '.join(given) or 'none'})")
     if dataset and root is None:
         _fail("--dataset needs --root (the dataset's folder)")
+    log.info("predict: %s with model %s: loading the model and the face detector; results follow",
+             video or images or f"{dataset} at {root}", model)  # a first line before the heavy imports
+    from pipelines.pretrained import builtin_model
+
     spec = None if Path(model).is_dir() else builtin_model(model)  # a results directory wins over a name
     if spec is None:
         if not video:

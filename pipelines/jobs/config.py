@@ -105,6 +105,7 @@ class ExtractConfig:
     fail_fast: bool = False  # stop at the first failed item
     dry_run: bool = False  # print the plan (to do / done / failed per store) and exit
     progress: bool = True  # the live progress bar (the summary is printed either way)
+    progress_interval_s: float = 5.0  # off a terminal (a log file, a pipe): one timestamped line this often
     plugins: tuple[str, ...] = ()  # extra modules to import first (they register their own datasets/extractors)
 
     def __post_init__(self) -> None:

@@ -249,7 +249,7 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
             stats[str(sp.path)] = StoreStats(sp)
 
         stopped = False
-        with JobProgress(log_console, enabled=cfg.progress) as progress:
+        with JobProgress(log_console, enabled=cfg.progress, interval_s=cfg.progress_interval_s) as progress:
             for sp in active:
                 progress.add_store(sp)
 
@@ -280,20 +280,21 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
                     st = stats[path]
                     st.stages["write"] = st.stages.get("write", 0.0) + seconds
 
+            on_rows = progress.rows if cfg.progress else None  # rows of running items: progress per frame
             if cfg.scheduler:
                 from pipelines.jobs.dask_runner import run_dask
 
                 stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit,
-                                   list(tasks.values()))
+                                   list(tasks.values()), on_rows=on_rows)
             elif cfg.workers > 1:
                 from pipelines.jobs.runners import run_processes
 
                 stopped = run_processes(work(), cfg.workers, cfg.gpu, cfg.plugins, on_outcome, on_commit,
-                                        list(tasks.values()))
+                                        list(tasks.values()), on_rows=on_rows)
             else:
                 from pipelines.jobs.runners import run_serial
 
-                stopped = run_serial(work(), ctx, on_outcome, on_commit)
+                stopped = run_serial(work(), ctx, on_outcome, on_commit, on_rows=on_rows)
     finally:
         ctx.close()  # no-op after a clean run (the runner closed it); commits whole items after an interrupt
 

@@ -123,8 +123,9 @@ def write_summary(summary: dict[str, Any]) -> Path:
     return path
 
 
-def eta_s(elapsed_s: float, done: int, total: int) -> float | None:
-    """Seconds left at the mean pace so far (None before the first finished unit); 0 when all are done."""
+def eta_s(elapsed_s: float, done: float, total: int) -> float | None:
+    """Seconds left at the mean pace so far (None before any work is measured); 0 when all is done. ``done`` may
+    count the finished share of running items (rows made / rows expected)."""
     if total <= done:
         return 0.0
     if done <= 0 or elapsed_s <= 0:
@@ -139,8 +140,33 @@ def _clock(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+@dataclass
+class StoreLine:
+    """What the progress knows about one store: finished items, and the rows of the items running now."""
+
+    name: str
+    total: int
+    done: int = 0  # finished items (failed ones included)
+    rows: int = 0  # rows of the finished items
+    failed: int = 0
+    started: float | None = None
+    running: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # call's first key -> rows, expected
+    finished: set[str] = field(default_factory=set)
+
+    def all_rows(self) -> int:
+        return self.rows + sum(rows for rows, _ in self.running.values())
+
+    def completed(self) -> float:
+        """Finished items plus the share of the running ones made so far (where their row count is known)."""
+        share = sum(min(rows / expected, 0.99) for rows, expected in self.running.values() if expected)
+        return min(float(self.done) + share, float(self.total))
+
+    def elapsed(self, now: float | None = None) -> float:
+        return 0.0 if self.started is None else (now or time.perf_counter()) - self.started
+
+
 class RowsPerSecond(ProgressColumn):
-    """Rows (frames, windows) per second of this store's task."""
+    """Rows (frames, windows) per second of this store's task, rows of running items included."""
 
     def render(self, task: Any) -> Text:
         rows = task.fields.get("rows", 0)
@@ -151,35 +177,24 @@ class RowsPerSecond(ProgressColumn):
 
 
 class MeanPaceEta(ProgressColumn):
-    """Time left at the mean pace since the store started (rich's own estimate needs two updates within 30 s,
-    which items that take longer never give)."""
+    """Time left at the mean pace since the store started, running items' rows counted (rich's own estimate
+    needs two updates within 30 s, which items that take longer never give)."""
 
     def render(self, task: Any) -> Text:
-        left = eta_s(task.elapsed or 0.0, int(task.completed), int(task.total or 0))
+        left = eta_s(task.elapsed or 0.0, float(task.completed), int(task.total or 0))
         return Text(f"ETA {_clock(left)}", style="progress.remaining")
-
-
-@dataclass
-class _Line:
-    """What the plain reporter knows about one store."""
-
-    name: str
-    total: int
-    done: int = 0
-    rows: int = 0
-    failed: int = 0
-    started: float | None = None
 
 
 class PlainProgress:
     """Progress for logs, pipes and cluster jobs: one timestamped plain line per running store every
     ``interval_s`` seconds (and when a store starts and finishes), with items, rows, rows/s and the ETA."""
 
-    def __init__(self, console: Console, interval_s: float = 5.0) -> None:
+    def __init__(self, console: Console, lines: dict[str, StoreLine], lock: threading.Lock,
+                 interval_s: float = 5.0) -> None:
         self.console = console
         self.interval_s = interval_s
-        self.lines: dict[str, _Line] = {}
-        self._lock = threading.Lock()
+        self.lines = lines
+        self._lock = lock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -193,31 +208,15 @@ class PlainProgress:
         if self._thread is not None:
             self._thread.join()
 
-    def add_store(self, plan: StorePlan) -> None:
-        self.lines[str(plan.path)] = _Line(f"{plan.manifest.dataset if plan.manifest else ''} {plan.label}".strip(),
-                                           len(plan.todo))
-
-    def start(self, store: str) -> None:
-        with self._lock:
-            self.lines[store].started = time.perf_counter()
-        self.emit(store)
-
-    def update(self, outcome: ItemOutcome, stats: StoreStats) -> None:
-        with self._lock:
-            line = self.lines[outcome.store]
-            line.done += 1
-            line.rows, line.failed = stats.rows, len(stats.failed)
-        if line.done >= line.total:
-            self.emit(outcome.store)
-
     def render(self, store: str, now: float | None = None) -> str:
         line = self.lines[store]
-        elapsed = (now or time.perf_counter()) - (line.started or 0.0)
-        pct = 100.0 * line.done / line.total if line.total else 100.0
-        rate = f"{line.rows / elapsed:.1f}" if elapsed > 0 and line.rows else "-"
+        elapsed = line.elapsed(now)
+        completed, rows = line.completed(), line.all_rows()
+        pct = 100.0 * completed / line.total if line.total else 100.0
+        rate = f"{rows / elapsed:.1f}" if elapsed > 0 and rows else "-"
         stamp = datetime.now().strftime("%H:%M:%S")
-        return (f"{stamp} {line.name}: {line.done}/{line.total} items ({pct:.0f}%), {line.rows} rows, {rate} rows/s, "
-                f"{line.failed} failed, elapsed {_clock(elapsed)}, ETA {_clock(eta_s(elapsed, line.done, line.total))}")
+        return (f"{stamp} {line.name}: {line.done}/{line.total} items ({pct:.0f}%), {rows} rows, {rate} rows/s, "
+                f"{line.failed} failed, elapsed {_clock(elapsed)}, ETA {_clock(eta_s(elapsed, completed, line.total))}")
 
     def emit(self, store: str) -> None:
         with self._lock:
@@ -233,12 +232,15 @@ class PlainProgress:
 
 class JobProgress:
     """One bar per store on a terminal (items done/total, rows/s, elapsed, ETA at the mean pace); elsewhere plain
-    timestamped lines every ``interval_s`` seconds (PlainProgress). Failed items count as finished."""
+    timestamped lines every ``interval_s`` seconds (PlainProgress). Both move per frame: ``rows`` takes the rows
+    of running items as the workers send them. Failed items count as finished."""
 
     def __init__(self, console: Console, enabled: bool = True, plain: bool | None = None,
                  interval_s: float = 5.0) -> None:
         plain = not console.is_terminal if plain is None else plain
-        self.plain = PlainProgress(console, interval_s) if enabled and plain else None
+        self.lines: dict[str, StoreLine] = {}
+        self._lock = threading.Lock()
+        self.plain = PlainProgress(console, self.lines, self._lock, interval_s) if enabled and plain else None
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -265,19 +267,44 @@ class JobProgress:
             self.plain.__exit__(*exc)
 
     def add_store(self, plan: StorePlan) -> None:
-        if self.plain is not None:
-            self.plain.add_store(plan)
-        self.tasks[str(plan.path)] = self.progress.add_task(
-            f"{plan.manifest.dataset if plan.manifest else ''} {plan.label}", total=len(plan.todo), rows=0,
-            failed=0, start=False)
+        name = f"{plan.manifest.dataset if plan.manifest else ''} {plan.label}".strip()
+        self.lines[str(plan.path)] = StoreLine(name, len(plan.todo))
+        self.tasks[str(plan.path)] = self.progress.add_task(name, total=len(plan.todo), rows=0, failed=0,
+                                                            start=False)
 
     def start(self, store: str) -> None:
+        with self._lock:
+            self.lines[store].started = time.perf_counter()
         if self.plain is not None:
-            self.plain.start(store)
+            self.plain.emit(store)
         self.progress.start_task(self.tasks[store])
 
+    def rows(self, store: str, key: str, rows: int, expected: int | None) -> None:
+        """A running call (named by its first item's key) has made ``rows`` rows of about ``expected``."""
+        with self._lock:
+            line = self.lines.get(store)
+            if line is None or key in line.finished:  # a late count of an item already finished
+                return
+            line.running[key] = (int(rows), expected)
+        self._refresh(store)
+
     def update(self, outcome: ItemOutcome, stats: StoreStats) -> None:
-        if self.plain is not None:
-            self.plain.update(outcome, stats)
-        task = self.tasks[outcome.store]
-        self.progress.update(task, advance=1, rows=stats.rows, failed=len(stats.failed))
+        """An item finished (done, failed or claimed elsewhere); ``stats`` has the store's totals."""
+        with self._lock:
+            line = self.lines[outcome.store]
+            line.done += 1
+            line.rows, line.failed = stats.rows, len(stats.failed)
+            key = getattr(outcome, "key", None)
+            if key is not None:
+                line.finished.add(key)
+                line.running.pop(key, None)
+            finished = line.done >= line.total
+        if self.plain is not None and finished:
+            self.plain.emit(outcome.store)
+        self._refresh(outcome.store)
+
+    def _refresh(self, store: str) -> None:
+        with self._lock:
+            line = self.lines[store]
+            completed, rows, failed = line.completed(), line.all_rows(), line.failed
+        self.progress.update(self.tasks[store], completed=completed, rows=rows, failed=failed)

@@ -13,6 +13,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,10 @@ from extract.datasets.base import DatasetReader, Item
 from pipelines.jobs.plan import ExtractorRecipe, import_plugins
 
 log = logging.getLogger(__name__)
+
+# (store path, key of the first item of the call, rows made so far, rows expected or None): the rows of items still
+# running, sent while they run (extract.progress) so the driver's progress moves per frame, not per item.
+RowsSink = Callable[[str, str, int, "int | None"], None]
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,11 @@ class WorkerContext:
     ``device`` is given, or resolved from ``gpu`` the first time an extractor needs one (an EEG-only worker never
     imports torch)."""
 
-    def __init__(self, device: Any = None, name: str = "", gpu: int | None = None) -> None:
+    def __init__(self, device: Any = None, name: str = "", gpu: int | None = None,
+                 rows_sink: RowsSink | None = None, rows_interval_s: float = 0.25) -> None:
         self._device = device
+        self.rows_sink = rows_sink
+        self.rows_interval_s = rows_interval_s
         self.gpu = gpu
         self.name = name
         self.writer_id = new_writer_id(name)
@@ -172,7 +180,7 @@ class WorkerContext:
         writer = self.writer(task)
         claimed = [writer.claim(item.key) for item in items]
         mine = [item for item, ok in zip(items, claimed, strict=True) if ok]
-        results, stages = self._extract(task, mine) if mine else ([], {})
+        results, stages = self._extract_reporting(task, mine) if mine else ([], {})
         share = {k: v / max(1, len(mine)) for k, v in stages.items()}  # the group's stage time, split per item
         seconds = (time.perf_counter() - t0) / max(1, len(mine))
         pending = iter(results)
@@ -183,6 +191,16 @@ class WorkerContext:
             else:
                 outcomes.append(ItemOutcome(task.path, item.key, "claimed", worker=self.writer_id))
         return outcomes
+
+    def _extract_reporting(self, task: StoreTask, items: list[Item]) -> tuple[list[Any], dict[str, float]]:
+        """``_extract``, with the rows made so far sent to ``rows_sink`` (if any) while it runs."""
+        if self.rows_sink is None:
+            return self._extract(task, items)
+        from extract.progress import reporting
+
+        sink, token = self.rows_sink, items[0].key
+        with reporting(lambda rows, expected: sink(task.path, token, rows, expected), self.rows_interval_s):
+            return self._extract(task, items)
 
     def _extract(self, task: StoreTask, items: list[Item]) -> tuple[list[Any], dict[str, float]]:
         """Rows or exception per item, and the extractor's stage seconds. If a group call itself fails (not an

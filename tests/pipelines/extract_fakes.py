@@ -2,7 +2,8 @@
 
 ``fakeds`` has subjects s01..sNN x trials 1..T. Every item has a ``vec`` source file; items of the last trial of
 the last subject have no ``img`` file (like DEAP's missing videos). A source whose content starts with ``BAD`` makes
-the item fail with an ItemError; ``FAKE_SLEEP_S`` makes each item take that long (for the kill test).
+the item fail with an ItemError; ``FAKE_SLEEP_S`` makes each item take that long (for the kill test);
+``FAKE_ROW_SLEEP_S`` makes each of its rows take that long, reported to the job's progress row by row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DATASETS, DatasetReader, Item
+from extract.progress import add_rows, expect_rows
 from store.schema import ItemRows
 
 ROWS_PER_ITEM = 5
@@ -76,6 +78,12 @@ class FakeExtractor(FeatureExtractor):
         sleep = float(os.environ.get("FAKE_SLEEP_S", "0") or 0)
         if sleep:
             time.sleep(sleep)
+        row_sleep = float(os.environ.get("FAKE_ROW_SLEEP_S", "0") or 0)
+        if row_sleep:
+            expect_rows(ROWS_PER_ITEM)
+            for _ in range(ROWS_PER_ITEM):
+                time.sleep(row_sleep)
+                add_rows(1)
         data = Path(item.sources[self.kind]).read_bytes()
         if data.startswith(b"BAD"):
             raise ItemError(f"{item.key}: corrupt {self.kind} file {item.sources[self.kind]}")

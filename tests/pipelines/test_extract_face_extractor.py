@@ -163,3 +163,14 @@ def test_rows_say_their_clock_and_where_the_first_frame_is_on_the_file_clock(tmp
     parts = ex.manifest_parts()
     assert parts["preprocessing"]["face"]["time_origin"] == "first_frame"
     assert "first frame" in parts["preprocessing"]["rows"]
+
+
+def test_rows_are_reported_per_frame_batch_while_the_item_runs(extractor, videos) -> None:  # noqa: ANN001
+    from extract.progress import reporting
+
+    counts: list[tuple[int, int | None]] = []
+    with reporting(lambda rows, expected: counts.append((rows, expected)), interval_s=0.0):
+        rows = extractor.extract(FramesReader(videos["faces"].parent), item("t/s01/03", videos["faces"]))
+    seen = [c[0] for c in counts]  # the expectation first (0 rows), then a growing count per frame batch
+    assert seen[0] == 0 and seen[-1] == rows.n_rows == 10 and seen == sorted(set(seen)) and len(seen) >= 3
+    assert {c[1] for c in counts} == {rows.n_rows}  # from the header (duration x fps): what a clean decode gives

@@ -79,3 +79,29 @@ def test_label_mapping_and_metrics() -> None:
     assert (m.n_items, m.n_scored) == (4, 3)
     assert m.accuracy == pytest.approx(2 / 3) and m.uar == pytest.approx((0.5 + 1.0) / 2)
     assert m.confusion.sum() == 3 and m.confusion[3, 4] == 1
+
+
+def test_timeline_draws_nothing_inside_no_face_windows() -> None:
+    from pipelines.predict_plots import _plt, timeline_figure
+
+    table = _table(12)
+    empty = [4, 5, 6, 9]  # no face in these windows: empty in the CSV, so nothing may be drawn there
+    table.loc[empty, ["p_low", "p_high"]] = np.nan
+    table.loc[empty, "predicted"] = ""
+    fig = timeline_figure(table, CLASSES, title="gaps", smooth_windows=5)
+    gaps = [(table.loc[i, "t_start_s"], table.loc[i, "t_end_s"]) for i in empty]
+    ax = fig.axes[0]
+    drawn_points, segments = [], []
+    for line in ax.get_lines():
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        ok = np.isfinite(y)
+        drawn_points += list(x[ok])
+        segments += [(x[i], x[i + 1]) for i in range(len(x) - 1) if ok[i] and ok[i + 1]]
+    for collection in ax.collections:  # the raw per-window points
+        offsets = np.ma.filled(np.ma.asarray(collection.get_offsets(), dtype=float), np.nan)
+        drawn_points += list(offsets[np.isfinite(offsets).all(axis=1), 0])
+    _plt().close(fig)
+    assert len(drawn_points) > 0 and len(segments) > 0
+    for lo, hi in gaps:
+        assert not any(lo < x < hi for x in drawn_points), (lo, hi)
+        assert not any(a < hi and b > lo for a, b in segments), (lo, hi)  # no line across a gap
