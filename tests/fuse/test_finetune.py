@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,18 @@ from fuse.finetune.data import load_crops
 from fuse.finetune.losses import balanced_order, focal_loss
 from fuse.finetune.run import build_net, load_finetuned, run_finetune
 from fuse.finetune.train import TrainingInterrupted, fit
+from fuse.train import torch_threads
 from tests.fuse.finetune_fixtures import write_crop_store
 
 FAST = dict(backbone="tiny-resnet", epochs=6, batch_size=16, patience=50, augment=False, device="cpu",
-            save_final=False, lr_backbone=3e-3, lr_head=3e-3, dropout=0.0)
+            save_final=False, lr_backbone=3e-3, lr_head=3e-3, dropout=0.0, threads=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: the tiny nets are faster so on a shared CI machine (and the tests deterministic)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
