@@ -10,8 +10,8 @@ import typer
 
 from pipelines.logs import console
 
-MODEL_HELP = ("A built-in pretrained model (fer2013: FER2013 mini-Xception, 7 classes) or the results directory of "
-              "a `pipeline fuse --strategy face` run.")
+MODEL_HELP = ("A built-in pretrained model (fer2013: FER2013 mini-Xception, 7 classes), the results directory of "
+              "a `pipeline fuse --strategy face` run, or that of a `pipeline finetune` run.")
 
 
 def predict_command(
@@ -47,6 +47,10 @@ def predict_command(
     if dataset and root is None:
         _fail("--dataset needs --root (the dataset's folder)")
     spec = None if Path(model).is_dir() else builtin_model(model)  # a results directory wins over a name
+    if spec is None and Path(model).is_dir():  # a `pipeline finetune` results dir scores like a built-in model
+        from pipelines.pretrained import finetuned_model
+
+        spec = finetuned_model(model)
     if spec is None:
         if not video:
             _fail(f"--model {model}: {given[0]} needs a built-in model (fer2013); a fuse model scores --video only")
