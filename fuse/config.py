@@ -65,7 +65,7 @@ class TrainConfig:
     patience: int = 6
     val_fraction: float = 0.15  # of the training fold's trials, held out for early stopping
     class_weighted: bool = True  # class-weighted cross-entropy (weights from the training fold)
-    loss: Literal["ce", "focal"] = "ce"  # focal: (1 - p_y)^focal_gamma * CE (heads with their own loss keep it)
+    loss: Literal["ce", "focal"] = "ce"  # focal: (1 - p_y)^focal_gamma * CE (the transformer adds its adversary)
     focal_gamma: float = 2.0
     sampler: Literal["shuffle", "weighted"] = "shuffle"  # weighted: each class drawn equally often (replacement)
     threads: int = 1  # torch CPU threads while training/predicting (small heads run best on one); 0 = torch default

@@ -132,7 +132,9 @@ def gate_tables(predictions: pd.DataFrame, classes: list[str]) -> dict[str, pd.D
         out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
         return out.join(grouped.size().rename("n")).reset_index()
 
-    return {"sample": sample, "subject": summary("subject"), "class": summary("class")}
+    per_class = summary("class")  # in the classes' order (low, high), not alphabetical
+    per_class = per_class.iloc[np.argsort([classes.index(c) for c in per_class["class"]], kind="stable")]
+    return {"sample": sample, "subject": summary("subject"), "class": per_class.reset_index(drop=True)}
 
 
 def plot_gates(tables: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
@@ -153,10 +155,11 @@ def plot_gates(tables: Mapping[str, pd.DataFrame], path: Path, title: str) -> No
             bottom = bottom + mean
         ax.axhline(1.0 / max(len(names), 1), color="black", lw=0.8, ls=":")
         ax.set_xticks(x, table[key].astype(str), rotation=90 if key == "subject" else 30, fontsize=7)
-        ax.set_ylim(0, 1)
         ax.set_title(label, fontsize=9)
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks(np.linspace(0, 1, 6))
     axes[0].set_ylabel("modality gate weight")
-    axes[1].legend(fontsize=7, loc="upper right", frameon=True)
+    axes[1].legend(fontsize=7, loc="upper center", ncol=2, frameon=False, borderaxespad=0.1)  # above the bars
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -192,7 +195,8 @@ def plot_attention(maps: Mapping[str, np.ndarray], path: Path, title: str) -> No
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("key window")
         ax.set_ylabel("query window")
-        fig.colorbar(im, ax=ax, fraction=0.046, label="attention")
+        uniform = 1.0 / max(w.shape[1], 1)  # what a query that attends to nothing in particular gives each key
+        fig.colorbar(im, ax=ax, fraction=0.046, label=f"attention (uniform = {uniform:.2f})")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -276,7 +276,8 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
 
 
 def _title(cfg: FuseConfig, target: Target) -> str:
-    return f"{cfg.strategy}/{cfg.classifier} {target.name} {cfg.protocol} ({cfg.granularity})"
+    model = cfg.strategy if cfg.classifier in (cfg.strategy, "auto") else f"{cfg.strategy}/{cfg.classifier}"
+    return f"{model} {target.name} {cfg.protocol} ({cfg.granularity})"
 
 
 def _explain(strategy: Any, test: Inputs, part: pd.DataFrame, fold: int, wanted: set[str],
