@@ -97,3 +97,11 @@ def test_actor_folds_are_leak_free(runs: dict[str, Path]) -> None:
                                                                       for i in s})
         assert all(len(a) == 1 for a in tested)
         assert np.all(predictions["subject"].astype(str).str.len() > 0)
+
+
+def test_results_show_lists_each_modality_of_the_late_run(runs: dict[str, Path]) -> None:
+    text = cli("results", "show", str(runs["late"]), "--no-folds")
+    branches = metrics(runs["late"])["per_modality"]
+    for role in ("face", "audio"):
+        line = next(line for line in text.splitlines() if f"{role} alone: accuracy" in line)
+        assert f"{100 * branches[role]['fold_mean']['accuracy']:.1f}" in line
