@@ -77,6 +77,26 @@ def subject_table(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+MODALITY_PRED_PREFIX = "y_pred_"  # late fusion: y_pred_<modality> = that modality's branch alone (-1: missing)
+
+
+def modality_table(predictions: pd.DataFrame) -> dict[str, Any]:
+    """Late fusion's branches scored alone on the test rows that have their modality: per modality the fold mean
+    and std, pooled scores and the fused model's pooled scores on the same rows (for the comparison)."""
+    out: dict[str, Any] = {}
+    for col in [c for c in predictions.columns if c.startswith(MODALITY_PRED_PREFIX)]:
+        has = predictions[predictions[col] >= 0]
+        folds = [scores(p["y_true"].to_numpy(), p[col].to_numpy()) for _, p in has.groupby("fold", sort=False)]
+        out[col[len(MODALITY_PRED_PREFIX):]] = {
+            "n_rows": int(len(has)),
+            "fold_mean": {m: float(np.mean([f[m] for f in folds])) if folds else float("nan") for m in METRICS},
+            "fold_std": {m: float(np.std([f[m] for f in folds])) if folds else float("nan") for m in METRICS},
+            "pooled": scores(has["y_true"].to_numpy(), has[col].to_numpy()),
+            "fused_pooled_same_rows": scores(has["y_true"].to_numpy(), has["y_pred"].to_numpy()),
+        }
+    return out
+
+
 def summarise(predictions: pd.DataFrame, n_classes: int, proba_columns: list[str]) -> dict[str, Any]:
     """Headline numbers: mean ± std over folds, pooled over all test rows, the baseline beside each, the confusion
     matrix, and for window-level rows the per-item scores (an item's score = mean of its rows' probabilities)."""
@@ -93,6 +113,9 @@ def summarise(predictions: pd.DataFrame, n_classes: int, proba_columns: list[str
         "confusion_matrix": confusion(y_true, y_pred, n_classes).tolist(),
     }
     out["delta_accuracy"] = out["fold_mean"]["accuracy"] - out["baseline"]["fold_mean"]["accuracy"]
+    per_modality = modality_table(predictions)
+    if per_modality:
+        out["per_modality"] = per_modality
     if predictions["item"].duplicated().any():
         grouped = predictions.groupby("item", sort=False)
         probs = grouped[proba_columns].mean().to_numpy()

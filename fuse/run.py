@@ -202,6 +202,10 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         part["y_baseline"] = majority_class(y[split.train], n_classes)
         for c in range(n_classes):
             part[f"p_{target.classes[c]}"] = proba[:, c]
+        if hasattr(strategy, "modality_proba"):  # late fusion: each branch's own prediction beside the fused one
+            for role, p in strategy.modality_proba(inputs.take(split.test)).items():
+                has = np.isfinite(p).all(axis=1)
+                part[f"y_pred_{role}"] = np.where(has, np.nan_to_num(p).argmax(axis=1), -1)
         train_classes[split.name] = int(len(np.unique(y[split.train])))
         if hasattr(strategy, "explain"):
             _explain(strategy, inputs.take(split.test), part, i, wanted_maps, attention)

@@ -325,6 +325,10 @@ class Late(Strategy):
         self.branches = self._fit_branches(inputs, y)
         return self
 
+    def modality_proba(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """Each modality's own branch probabilities (n, C), NaN rows where the row lacks the modality."""
+        return self._role_probas(self.branches, inputs)
+
     def predict_proba(self, inputs: Inputs) -> np.ndarray:
         probas = self._role_probas(self.branches, inputs)
         if self.stacker is not None:

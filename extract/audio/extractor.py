@@ -66,9 +66,10 @@ def audio_source(item: Item) -> str:
 
 
 def audio_rows(samples: np.ndarray, sample_rate: int, start_s: float, cfg: AudioConfig,
-               speech: Any = None, duration_s: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                             np.ndarray]:
-    """(features (n, dim), t_start (n,), t_end (n,), no_audio (n,) bool) of one track; pure given the model."""
+               speech: Any = None, duration_s: float | None = None, device: Any = "cpu") -> tuple[
+                   np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(features (n, dim), t_start (n,), t_end (n,), no_audio (n,) bool) of one track; pure given the model
+    (run on ``device``)."""
     total = start_s + len(samples) / sample_rate if duration_s is None else duration_s
     t_start, t_end = window_grid(max(total, 0.0), cfg.window_s, cfg.step_s)
     track_end = start_s + len(samples) / sample_rate
@@ -84,7 +85,7 @@ def audio_rows(samples: np.ndarray, sample_rate: int, start_s: float, cfg: Audio
     if "speech" in cfg.features:
         from extract.audio.speech import embed
 
-        hidden = embed(speech, samples, sample_rate)
+        hidden = embed(speech, samples, sample_rate, device=device)
         hop = model_frame_hop(speech, sample_rate)
         t = start_s + (np.arange(len(hidden)) + 0.5) * hop
         stats, counts = window_stats(t, hidden, t_start, t_end)
@@ -149,7 +150,7 @@ class AudioFeatureExtractor(FeatureExtractor):
         except AudioDecodeError as exc:
             raise ItemError(str(exc)) from exc
         feats, t_start, t_end, no_audio = audio_rows(audio.samples, audio.sample_rate, audio.start_s, self.config,
-                                                     self.speech)
+                                                     self.speech, device=self.device or "cpu")
         if no_audio.all():
             raise ItemError(f"{path}: the audio track covers no {self.config.window_s:g} s window")
         return ItemRows(

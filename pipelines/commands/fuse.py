@@ -217,6 +217,10 @@ def print_summary(metrics: dict[str, Any], per_fold: Any, title: str = "", folds
                       _delta(item["model"]["accuracy"] - item["baseline"]["accuracy"]))
         table.add_row("per item: UAR", _pct(item["model"]["uar"]), "", "", _pct(item["baseline"]["uar"]),
                       _delta(item["model"]["uar"] - item["baseline"]["uar"]))
+    for role, branch in metrics.get("per_modality", {}).items():  # late fusion: each branch alone
+        mean = branch["fold_mean"]["accuracy"]
+        table.add_row(f"{role} alone: accuracy", _pct(mean), _pct(branch["fold_std"]["accuracy"]),
+                      _pct(branch["pooled"]["accuracy"]), "", _delta(mean - metrics["baseline"]["fold_mean"]["accuracy"]))
     console.print(table)
     if folds and per_fold is not None and len(per_fold):
         ft = Table(title="per fold", title_justify="left")

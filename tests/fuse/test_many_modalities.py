@@ -37,6 +37,9 @@ def accuracies(three: list[ModalityData]) -> dict[str, float]:
         assert res.metrics["modalities"] == ([strategy] if strategy in THREE else list(THREE))
         out[strategy] = res.metrics["fold_mean"]["accuracy"]
         out["chance"] = res.metrics["baseline"]["fold_mean"]["accuracy"]
+        if strategy == "late":
+            out["late_branches"] = res.metrics["per_modality"]
+            out["late_predictions"] = res.predictions
     return out
 
 
@@ -47,6 +50,18 @@ def test_three_modality_late_and_early_beat_each_modality(accuracies: dict[str, 
         assert accuracies[m] > accuracies["chance"] + 0.08, accuracies
     assert accuracies["late"] > best + 0.04, accuracies
     assert accuracies["early"] > best + 0.04, accuracies
+
+
+def test_late_reports_each_branch_alone_equal_to_the_single_modality_run(accuracies: dict) -> None:
+    branches = accuracies["late_branches"]
+    assert list(branches) == list(THREE)
+    predictions = accuracies["late_predictions"]
+    for m in THREE:  # logreg is deterministic: the late branch of m is the m-only run on the same rows
+        assert branches[m]["fold_mean"]["accuracy"] == pytest.approx(accuracies[m], abs=1e-9)
+        assert branches[m]["n_rows"] == len(predictions)
+        own = (predictions[f"y_pred_{m}"] == predictions["y_true"]).mean()
+        assert branches[m]["pooled"]["accuracy"] == pytest.approx(own)
+        assert branches[m]["fused_pooled_same_rows"]["accuracy"] > branches[m]["pooled"]["accuracy"]
 
 
 def test_late_weights_one_per_modality_and_modalities_pick_a_subset(three: list[ModalityData]) -> None:

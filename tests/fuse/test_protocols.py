@@ -105,3 +105,18 @@ def test_kfold_is_stratified_and_seeded() -> None:
     b = make_splits("kfold", rows, y, k=5, seed=3)
     assert all(np.array_equal(x.test, z.test) for x, z in zip(a, b, strict=True))
     assert all(sorted(set(y[s.test])) == [0, 1] for s in a)  # one trial of each class per fold
+
+
+def test_ravdess_actor_folds_keep_actors_apart() -> None:
+    # RAVDESS's fold column is the actor group (actors 1-4 -> 1, ..., 21-24 -> 6): the dfew protocol over it is
+    # the standard 6-fold actor protocol, and no actor may have clips on both sides of a split.
+    rows = pd.DataFrame([{"item": f"ravdess/02-01-{e:02d}-01-01-01-{a:02d}", "subject": f"{a:02d}", "session": 1,
+                          "trial": f"{e:02d}", "row": 0, "fold": (a - 1) // 4 + 1}
+                         for a in range(1, 25) for e in range(1, 9)])
+    splits = make_splits("dfew", rows, np.zeros(len(rows), dtype=int))
+    assert [s.name for s in splits] == [f"fold{f}" for f in range(1, 7)]
+    subjects = rows["subject"].to_numpy()
+    for f, split in enumerate(splits, start=1):
+        assert sorted(set(subjects[split.test])) == [f"{a:02d}" for a in range(4 * f - 3, 4 * f + 1)]
+        assert not set(subjects[split.train]) & set(subjects[split.test])
+    assert_leak_free(rows, splits, "dfew")

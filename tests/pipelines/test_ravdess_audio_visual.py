@@ -75,6 +75,10 @@ def test_late_and_early_beat_each_modality(runs: dict[str, Path]) -> None:
     best = max(acc["face"], acc["audio"])
     assert acc["late"] > best + 0.08, acc
     assert acc["early"] > best + 0.15, acc
+    branches = metrics(runs["late"])["per_modality"]  # late's own face and audio branches, scored alone
+    assert set(branches) == {"face", "audio"}
+    for single in ("face", "audio"):
+        assert branches[single]["fold_mean"]["accuracy"] == pytest.approx(acc[single], abs=1e-9)
     n = {name: metrics(run)["rows"]["used"] for name, run in runs.items()}
     assert len(set(n.values())) == 1 and n["late"] >= 24, n  # --require-all: every run scores the same clips
 
@@ -93,3 +97,11 @@ def test_actor_folds_are_leak_free(runs: dict[str, Path]) -> None:
                                                                       for i in s})
         assert all(len(a) == 1 for a in tested)
         assert np.all(predictions["subject"].astype(str).str.len() > 0)
+
+
+def test_results_show_lists_each_modality_of_the_late_run(runs: dict[str, Path]) -> None:
+    text = cli("results", "show", str(runs["late"]), "--no-folds")
+    branches = metrics(runs["late"])["per_modality"]
+    for role in ("face", "audio"):
+        line = next(line for line in text.splitlines() if f"{role} alone: accuracy" in line)
+        assert f"{100 * branches[role]['fold_mean']['accuracy']:.1f}" in line
