@@ -234,3 +234,34 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_whole(crop_s
     assert report.resumed_from == 2 and report.epochs_run == 3
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_user_weights_load_offline_from_the_torch_cache_and_local_folders(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchvision checkpoint in the torch hub cache (``resnet50-*.pth``) and a save_pretrained ViT folder load
+    without a network (torch.load with weights_only=True; transformers with local_files_only)."""
+    from torchvision.models import resnet50
+
+    from fuse.finetune.backbones import WeightsUnavailableError, create_adapter
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(WeightsUnavailableError, match="resnet50-"):
+        create_adapter("resnet50")  # nothing cached: a one-line error, no download
+    torch.manual_seed(5)
+    reference = resnet50()
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / "resnet50-0676ba61.pth")
+    adapter = create_adapter("resnet50")
+    assert torch.equal(adapter.model.conv1.weight, reference.conv1.weight)
+    assert torch.equal(adapter.model.layer4[2].conv3.weight, reference.layer4[2].conv3.weight)
+    assert len(adapter.blocks()) == 16
+
+    tiny = create_adapter("tiny-vit")
+    folder = tmp_path / "my-vit"
+    tiny.model.save_pretrained(folder)
+    local = create_adapter(f"local:{folder}")
+    pixels = torch.randn(2, 3, tiny.image_size, tiny.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(local.eval()(pixels), tiny.eval()(pixels))
+    assert local.arch["family"] == "vit" and len(local.blocks()) == 2
