@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -265,3 +266,36 @@ def test_user_weights_load_offline_from_the_torch_cache_and_local_folders(tmp_pa
     with torch.no_grad():
         torch.testing.assert_close(local.eval()(pixels), tiny.eval()(pixels))
     assert local.arch["family"] == "vit" and len(local.blocks()) == 2
+
+
+def test_clip_scores_average_frame_logits_per_item() -> None:
+    import pandas as pd
+
+    # item a: two weak class-0 frames and one confident class-1 frame -> mean logits say class 1 (a vote says 0)
+    preds = pd.DataFrame({"item": ["a", "a", "a", "b", "b"], "y_true": [1, 1, 1, 0, 0], "y_baseline": [0] * 5,
+                          "logit_x": [0.2, 0.2, -5.0, 3.0, 1.0], "logit_y": [0.0, 0.0, 5.0, 0.0, 2.0]})
+    got = ft_run.clip_scores(preds, ["logit_x", "logit_y"])
+    assert got["n_items"] == 2 and got["model"]["accuracy"] == 1.0 and got["baseline"]["accuracy"] == 0.5
+
+
+def test_differential_learning_rates_and_plateau_schedule(crop_store: Path, tmp_path: Path) -> None:
+    """Head and backbone train at their own rates, frozen parameters are in no group, and a flat validation loss
+    halves both rates after each epoch past ``lr_patience``."""
+    data = load_crops(crop_store)
+    y, items = data.rows["label_emotion"].to_numpy(np.int64), data.rows["item"].to_numpy()
+    cfg = FinetuneConfig(store=str(crop_store), frozen_layers=2, **{**FAST, "epochs": 3, "lr_backbone": 1e-7,
+                                                                    "lr_head": 3e-7, "lr_patience": 0,
+                                                                    "lr_factor": 0.5})
+    net, frozen = build_net(cfg, 2, seed=0)
+    groups = net.param_groups(cfg.lr_backbone, cfg.lr_head, cfg.weight_decay)
+    assert [g["lr"] for g in groups] == [3e-7, 1e-7]
+    grouped = {id(p) for g in groups for p in g["params"]}
+    names = dict(net.named_parameters())
+    assert not any(id(names[n]) in grouped for n in frozen) and len(grouped) == len(names) - len(frozen)
+    assert {id(p) for p in net.head.parameters()} == {id(p) for p in groups[0]["params"]}
+    head_only = dataclasses.replace(cfg, frozen_layers=-1)  # no batch-norm statistics move: a flat loss
+    net, _ = build_net(head_only, 2, seed=0)
+    fit(net, data.crops, y, items, 2, head_only, tmp_path / "ck")
+    lrs = [g["lr"] for g in read_state(tmp_path / "ck")["optimizer"]["param_groups"]]
+    # epoch 1 sets the best; epochs 2 and 3 do not improve by the scheduler's 1e-4 (the rate is tiny): two halvings
+    assert lrs == pytest.approx([3e-7 / 4], rel=1e-6)
