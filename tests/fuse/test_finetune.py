@@ -299,3 +299,20 @@ def test_differential_learning_rates_and_plateau_schedule(crop_store: Path, tmp_
     lrs = [g["lr"] for g in read_state(tmp_path / "ck")["optimizer"]["param_groups"]]
     # epoch 1 sets the best; epochs 2 and 3 do not improve by the scheduler's 1e-4 (the rate is tiny): two halvings
     assert lrs == pytest.approx([3e-7 / 4], rel=1e-6)
+
+
+def test_frozen_layers_on_a_resnet_freeze_its_stem_and_first_residual_blocks(crop_store: Path, tmp_path: Path) -> None:
+    """tiny-resnet ([1, 1, 1, 1] basic blocks): --frozen-layers 2 = conv1, bn1, layer1.0, layer2.0; their weights and
+    their batch-norm statistics stay put, every other parameter moves."""
+    data = load_crops(crop_store)
+    y = data.rows["label_emotion"].to_numpy(np.int64)
+    cfg = FinetuneConfig(store=str(crop_store), frozen_layers=2, **{**FAST, "epochs": 1, "lr_backbone": 1e-2})
+    net, frozen = build_net(cfg, 2, seed=0)
+    prefixes = ("backbone.model.conv1.", "backbone.model.bn1.", "backbone.model.layer1.0.", "backbone.model.layer2.0.")
+    assert set(frozen) == {n for n, _ in net.named_parameters() if n.startswith(prefixes)}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fit(net, data.crops, y, data.rows["item"].to_numpy(), 2, cfg, tmp_path / "ck")
+    for name, value in net.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(before[name], value) == name.startswith(prefixes), name
