@@ -222,6 +222,7 @@ def print_summary(metrics: dict[str, Any], per_fold: Any, title: str = "", folds
         table.add_row(f"{role} alone: accuracy", _pct(mean), _pct(branch["fold_std"]["accuracy"]),
                       _pct(branch["pooled"]["accuracy"]), "", _delta(mean - metrics["baseline"]["fold_mean"]["accuracy"]))
     console.print(table)
+    _print_spread(metrics)
     if folds and per_fold is not None and len(per_fold):
         ft = Table(title="per fold", title_justify="left")
         for col in ("fold", "n test", "acc", "F1", "UAR", "baseline acc", "Δ acc"):
@@ -230,6 +231,20 @@ def print_summary(metrics: dict[str, Any], per_fold: Any, title: str = "", folds
             ft.add_row(str(rec["fold"]), str(rec["n_test"]), _pct(rec["accuracy"]), _pct(rec["macro_f1"]),
                        _pct(rec["uar"]), _pct(rec["baseline_accuracy"]), _delta(rec["delta_accuracy"]))
         console.print(ft)
+
+
+def _print_spread(metrics: dict[str, Any]) -> None:
+    """Mean ± std over subjects (as SEED-V papers report) and the folds whose test or training side has one class."""
+    spread = metrics.get("across_subjects") or {}
+    if "accuracy_std" in spread:
+        console.print(f"across {spread['n_subjects']} subjects: accuracy {_pct(spread['accuracy_mean'])} ± "
+                      f"{_pct(spread['accuracy_std'])} % (baseline {_pct(spread['baseline_accuracy_mean'])} ± "
+                      f"{_pct(spread['baseline_accuracy_std'])} %)")
+    single = metrics.get("single_class_folds") or []
+    if single:
+        shown = ", ".join(map(str, single[:6])) + (f" ... ({len(single)} in all)" if len(single) > 6 else "")
+        console.print(f"[yellow]warning:[/yellow] {len(single)} fold(s) with a single class on the test or training "
+                      f"side (F1/UAR of those folds say little): {shown}")
 
 
 @results_app.command("show", epilog=examples("pipeline results show results/late", "pipeline results show results/late --no-folds"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -234,3 +235,84 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_whole(crop_s
     assert report.resumed_from == 2 and report.epochs_run == 3
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_user_weights_load_offline_from_the_torch_cache_and_local_folders(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchvision checkpoint in the torch hub cache (``resnet50-*.pth``) and a save_pretrained ViT folder load
+    without a network (torch.load with weights_only=True; transformers with local_files_only)."""
+    from torchvision.models import resnet50
+
+    from fuse.finetune.backbones import WeightsUnavailableError, create_adapter
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(WeightsUnavailableError, match="resnet50-"):
+        create_adapter("resnet50")  # nothing cached: a one-line error, no download
+    torch.manual_seed(5)
+    reference = resnet50()
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / "resnet50-0676ba61.pth")
+    adapter = create_adapter("resnet50")
+    assert torch.equal(adapter.model.conv1.weight, reference.conv1.weight)
+    assert torch.equal(adapter.model.layer4[2].conv3.weight, reference.layer4[2].conv3.weight)
+    assert len(adapter.blocks()) == 16
+
+    tiny = create_adapter("tiny-vit")
+    folder = tmp_path / "my-vit"
+    tiny.model.save_pretrained(folder)
+    local = create_adapter(f"local:{folder}")
+    pixels = torch.randn(2, 3, tiny.image_size, tiny.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(local.eval()(pixels), tiny.eval()(pixels))
+    assert local.arch["family"] == "vit" and len(local.blocks()) == 2
+
+
+def test_clip_scores_average_frame_logits_per_item() -> None:
+    import pandas as pd
+
+    # item a: two weak class-0 frames and one confident class-1 frame -> mean logits say class 1 (a vote says 0)
+    preds = pd.DataFrame({"item": ["a", "a", "a", "b", "b"], "y_true": [1, 1, 1, 0, 0], "y_baseline": [0] * 5,
+                          "logit_x": [0.2, 0.2, -5.0, 3.0, 1.0], "logit_y": [0.0, 0.0, 5.0, 0.0, 2.0]})
+    got = ft_run.clip_scores(preds, ["logit_x", "logit_y"])
+    assert got["n_items"] == 2 and got["model"]["accuracy"] == 1.0 and got["baseline"]["accuracy"] == 0.5
+
+
+def test_differential_learning_rates_and_plateau_schedule(crop_store: Path, tmp_path: Path) -> None:
+    """Head and backbone train at their own rates, frozen parameters are in no group, and a flat validation loss
+    halves both rates after each epoch past ``lr_patience``."""
+    data = load_crops(crop_store)
+    y, items = data.rows["label_emotion"].to_numpy(np.int64), data.rows["item"].to_numpy()
+    cfg = FinetuneConfig(store=str(crop_store), frozen_layers=2, **{**FAST, "epochs": 3, "lr_backbone": 1e-7,
+                                                                    "lr_head": 3e-7, "lr_patience": 0,
+                                                                    "lr_factor": 0.5})
+    net, frozen = build_net(cfg, 2, seed=0)
+    groups = net.param_groups(cfg.lr_backbone, cfg.lr_head, cfg.weight_decay)
+    assert [g["lr"] for g in groups] == [3e-7, 1e-7]
+    grouped = {id(p) for g in groups for p in g["params"]}
+    names = dict(net.named_parameters())
+    assert not any(id(names[n]) in grouped for n in frozen) and len(grouped) == len(names) - len(frozen)
+    assert {id(p) for p in net.head.parameters()} == {id(p) for p in groups[0]["params"]}
+    head_only = dataclasses.replace(cfg, frozen_layers=-1)  # no batch-norm statistics move: a flat loss
+    net, _ = build_net(head_only, 2, seed=0)
+    fit(net, data.crops, y, items, 2, head_only, tmp_path / "ck")
+    lrs = [g["lr"] for g in read_state(tmp_path / "ck")["optimizer"]["param_groups"]]
+    # epoch 1 sets the best; epochs 2 and 3 do not improve by the scheduler's 1e-4 (the rate is tiny): two halvings
+    assert lrs == pytest.approx([3e-7 / 4], rel=1e-6)
+
+
+def test_frozen_layers_on_a_resnet_freeze_its_stem_and_first_residual_blocks(crop_store: Path, tmp_path: Path) -> None:
+    """tiny-resnet ([1, 1, 1, 1] basic blocks): --frozen-layers 2 = conv1, bn1, layer1.0, layer2.0; their weights and
+    their batch-norm statistics stay put, every other parameter moves."""
+    data = load_crops(crop_store)
+    y = data.rows["label_emotion"].to_numpy(np.int64)
+    cfg = FinetuneConfig(store=str(crop_store), frozen_layers=2, **{**FAST, "epochs": 1, "lr_backbone": 1e-2})
+    net, frozen = build_net(cfg, 2, seed=0)
+    prefixes = ("backbone.model.conv1.", "backbone.model.bn1.", "backbone.model.layer1.0.", "backbone.model.layer2.0.")
+    assert set(frozen) == {n for n, _ in net.named_parameters() if n.startswith(prefixes)}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fit(net, data.crops, y, data.rows["item"].to_numpy(), 2, cfg, tmp_path / "ck")
+    for name, value in net.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(before[name], value) == name.startswith(prefixes), name
