@@ -43,7 +43,7 @@ class StoreDataset(Dataset):
         self.embeddings = torch.from_numpy(np.ascontiguousarray(data.embeddings[keep]))
         self.target = target
         self.targets = (
-            None if target is None else torch.as_tensor(self.rows[target].to_numpy(), dtype=target_dtype)
+            None if target is None else torch.as_tensor(self.rows[target].to_numpy(copy=True), dtype=target_dtype)  # pandas' array is read-only
         )
 
     def __len__(self) -> int:

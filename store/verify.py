@@ -94,12 +94,13 @@ def _verify_segment(store: VerifiedStore, seg: SegmentInfo, checksums: bool) -> 
             if seg.is_base:  # flat names -> the segment names the index uses; the feature-name coordinate aside
                 logical = {flat: name for name, flat in seg.attrs["compacted"]["arrays"].items()}
                 arrays = {logical.get(k, k): v for k, v in arrays.items() if k in logical or k == "__attrs__"}
-            return _check_arrays(store, seg, arrays, checksums)
+            return _check_arrays(store, arrays, checksums)
     except Exception as exc:  # any failure to read is the finding
         return [f"unreadable with plain {store.backend} ({type(exc).__name__}: {exc})"]
 
 
-def _check_arrays(store: VerifiedStore, seg: SegmentInfo, arrays: Any, checksums: bool) -> list[str]:
+def _check_arrays(store: VerifiedStore, arrays: Any, checksums: bool) -> list[str]:
+    """Problems of one segment's arrays (as the plain reader gives them) against its index and the manifest."""
     out: list[str] = []
     attrs = arrays.get("__attrs__")
     if not isinstance(attrs, dict) or attrs.get("format") != SEGMENT_FORMAT:
@@ -114,14 +115,30 @@ def _check_arrays(store: VerifiedStore, seg: SegmentInfo, arrays: Any, checksums
         out.append(f"embeddings shape {tuple(emb.shape)} != ({n}, {store.dim})")
     if np.dtype(emb.dtype) != store.dtype:
         out.append(f"embeddings dtype {emb.dtype} != manifest dtype {store.dtype}")
-    # items: contiguous, in order, covering 0..n
-    pos = 0
-    for it in attrs["items"]:
+    out += _check_item_spans(attrs["items"], n)
+    columns, problems = _read_columns(arrays, attrs, n)
+    out += problems
+    if out:
+        return out
+    out += _check_rows_match_index(attrs["items"], columns, n)
+    return out + _check_checksums(attrs, columns, emb, n) if checksums else out
+
+
+def _check_item_spans(items: list[dict[str, Any]], n: int) -> list[str]:
+    """Items must be contiguous, in order, covering rows 0..n."""
+    out, pos = [], 0
+    for it in items:
         if int(it["start"]) != pos or int(it["n_rows"]) < 0:
             out.append(f"item {it['key']!r}: starts at row {it['start']}, expected {pos}")
         pos = int(it["start"]) + int(it["n_rows"])
     if pos != n:
         out.append(f"items cover {pos} rows, segment has {n}")
+    return out
+
+
+def _read_columns(arrays: Any, attrs: dict[str, Any], n: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The row-table arrays the index names (as numpy), and the problems: missing, unexpected, wrong length."""
+    out = []
     expected = {f"rows/{c}" for c in ROW_COLUMNS} | set(attrs.get("columns", {}))
     present = {k for k in arrays if k not in ("__attrs__", "embeddings")}
     if expected - present:
@@ -134,24 +151,32 @@ def _check_arrays(store: VerifiedStore, seg: SegmentInfo, arrays: Any, checksums
         if len(values) != n:
             out.append(f"{name} has {len(values)} rows, expected {n}")
         columns[name] = np.asarray(values)
-    if out:
-        return out
-    counts = np.array([int(it["n_rows"]) for it in attrs["items"]], dtype=np.int64)
+    return columns, out
+
+
+def _check_rows_match_index(items: list[dict[str, Any]], columns: dict[str, np.ndarray], n: int) -> list[str]:
+    """The per-row item, subject, trial, session, fold and row columns must repeat the item index."""
+    out = []
+    counts = np.array([int(it["n_rows"]) for it in items], dtype=np.int64)
     starts = np.cumsum(counts) - counts
     row = np.arange(n) - np.repeat(starts, counts)
     if not np.array_equal(columns["rows/row"], row):
         out.append("rows/row is not 0..n-1 within each item")
     for col, field_, cast in (("item", "key", str), ("subject", "subject", str), ("trial", "trial", str),
                               ("session", "session", int), ("fold", "fold", int)):
-        want = np.repeat(np.array([cast(it.get(field_)) for it in attrs["items"]], dtype=object), counts)
+        want = np.repeat(np.array([cast(it.get(field_)) for it in items], dtype=object), counts)
         got = columns[f"rows/{col}"]
         if not np.array_equal(np.asarray([cast(v) for v in got], dtype=object), want):
             out.append(f"rows/{col} disagrees with the segment's item index")
-    if not checksums:
-        return out
+    return out
+
+
+def _check_checksums(attrs: dict[str, Any], columns: dict[str, np.ndarray], emb: Any, n: int) -> list[str]:
+    """The recorded row-table CRC and per-chunk embedding checksums, recomputed from the plain arrays."""
+    out = []
     recorded = attrs.get("checksums", {})
     if recorded.get("algorithm") != ALGORITHM:
-        return [*out, f"unknown checksum algorithm {recorded.get('algorithm')!r}"]
+        return [f"unknown checksum algorithm {recorded.get('algorithm')!r}"]
     if rows_crc(columns) != recorded.get("rows"):
         out.append("row table checksum mismatch (rows/labels/quality arrays are corrupt)")
     cr = int(attrs.get("chunk_rows") or max(1, n))

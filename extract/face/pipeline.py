@@ -466,18 +466,7 @@ class FacePipeline:
         images = [_as_rgb(f.image) for f in chunk]
         t0 = time.perf_counter()
         times = [float(f.t_s) for f in chunk]
-        cuts, keys = [], []
-        last_key, signature = state.last_key_t, state.signature
-        for im, t in zip(images, times, strict=True):
-            sig = frame_signature(im)
-            cut = is_cut(signature, sig, cfg.cut_threshold)
-            signature = sig
-            key = cut or last_key is None or cfg.keyframe_s <= 0 or t - last_key >= 0.75 * cfg.keyframe_s
-            if key:
-                last_key = t
-            cuts.append(cut)
-            keys.append(key)
-        state.signature = signature
+        cuts, keys = _cuts_and_keyframes(images, times, state, cfg.cut_threshold, cfg.keyframe_s)
         key_rows = [i for i, k in enumerate(keys) if k]
         key_dets: dict[int, Detections] = {}
         device_batch = None
@@ -556,36 +545,10 @@ class FacePipeline:
         cfg = self.config
         t0 = time.perf_counter()
         b = len(decided)
-        found = np.zeros(b, bool)
-        score = np.full(b, np.nan, np.float32)
-        boxes = np.full((b, 4), np.nan, np.float32)
-        lms = np.full((b, 5, 2), np.nan, np.float32)
-        track_id = np.full(b, -1, np.int32)
-        face_index = np.full(b, -1, np.int32)
-        changed = np.zeros(b, bool)
-        for r, (item, pick) in enumerate(decided):
-            if pick is None or pick[0] is None:
-                continue
-            j = pick[0]
-            found[r] = True
-            score[r] = item.dets.scores[j]
-            boxes[r] = item.dets.boxes[j]
-            lms[r] = item.dets.landmarks[j]
-            track_id[r], changed[r] = pick[1], pick[2]
-            face_index[r] = j if cfg.subject == "all" else -1
+        found, score, boxes, lms, track_id, face_index, changed = _picked(decided, cfg.subject == "all")
         found &= valid_landmarks(lms)
         rows = np.flatnonzero(found)
-        crops = np.zeros((0, cfg.crop_size, cfg.crop_size, 3), np.uint8)
-        residual = np.full(b, np.nan, np.float32)
-        if len(rows):
-            mats = estimate_alignment(lms[rows], cfg.crop_size, cfg.margin)
-            residual[rows] = alignment_residual(lms[rows], cfg.crop_size, cfg.margin, mats)
-            refs = [decided[r][0].device_ref for r in rows]
-            if all(ref is not None for ref in refs):
-                frames = torch.stack([ref[0][ref[1]] for ref in refs if ref is not None])
-                crops = warp_faces(frames, mats, None, cfg.crop_size, "torch")
-            else:
-                crops = warp_faces([decided[r][0].image for r in rows], mats, None, cfg.crop_size, "cv2")
+        crops, residual = self._align(decided, lms, rows)
         not_found = ~found
         score[not_found], boxes[not_found], lms[not_found] = np.nan, np.nan, np.nan
         track_id[not_found], face_index[not_found], changed[not_found] = -1, -1, False
@@ -622,8 +585,69 @@ class FacePipeline:
         self.stats.align_s += time.perf_counter() - t0
         return out
 
+    def _align(self, decided: list[tuple[_Pending, Pick | None]], lms: np.ndarray,
+               rows: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Aligned crops of ``rows`` (warped on the device when every frame is there) and every row's alignment
+        residual (NaN where no face)."""
+        cfg = self.config
+        crops = np.zeros((0, cfg.crop_size, cfg.crop_size, 3), np.uint8)
+        residual = np.full(len(decided), np.nan, np.float32)
+        if len(rows):
+            mats = estimate_alignment(lms[rows], cfg.crop_size, cfg.margin)
+            residual[rows] = alignment_residual(lms[rows], cfg.crop_size, cfg.margin, mats)
+            refs = [decided[r][0].device_ref for r in rows]
+            if all(ref is not None for ref in refs):
+                frames = torch.stack([ref[0][ref[1]] for ref in refs if ref is not None])
+                crops = warp_faces(frames, mats, None, cfg.crop_size, "torch")
+            else:
+                crops = warp_faces([decided[r][0].image for r in rows], mats, None, cfg.crop_size, "cv2")
+        return crops, residual
+
     def reset_stats(self) -> None:
         self.stats = PipelineStats()
+
+
+def _cuts_and_keyframes(images: list[np.ndarray], times: list[float], state: _SeqState, cut_threshold: float,
+                        keyframe_s: float) -> tuple[list[bool], list[bool]]:
+    """Per frame: a shot cut (vs the previous frame's signature), and whether the detector runs (a cut, the first
+    frame, or ``0.75 * keyframe_s`` since the last keyframe). Updates ``state.signature``."""
+    cuts, keys = [], []
+    last_key, signature = state.last_key_t, state.signature
+    for im, t in zip(images, times, strict=True):
+        sig = frame_signature(im)
+        cut = is_cut(signature, sig, cut_threshold)
+        signature = sig
+        key = cut or last_key is None or keyframe_s <= 0 or t - last_key >= 0.75 * keyframe_s
+        if key:
+            last_key = t
+        cuts.append(cut)
+        keys.append(key)
+    state.signature = signature
+    return cuts, keys
+
+
+def _picked(decided: list[tuple[_Pending, Pick | None]], every_face: bool) -> tuple[np.ndarray, ...]:
+    """found, det score, box, landmarks, track id, face index and identity-changed of each decided row's face
+    (NaN / -1 / False where none was picked)."""
+    b = len(decided)
+    found = np.zeros(b, bool)
+    score = np.full(b, np.nan, np.float32)
+    boxes = np.full((b, 4), np.nan, np.float32)
+    lms = np.full((b, 5, 2), np.nan, np.float32)
+    track_id = np.full(b, -1, np.int32)
+    face_index = np.full(b, -1, np.int32)
+    changed = np.zeros(b, bool)
+    for r, (item, pick) in enumerate(decided):
+        if pick is None or pick[0] is None:
+            continue
+        j = pick[0]
+        found[r] = True
+        score[r] = item.dets.scores[j]
+        boxes[r] = item.dets.boxes[j]
+        lms[r] = item.dets.landmarks[j]
+        track_id[r], changed[r] = pick[1], pick[2]
+        face_index[r] = j if every_face else -1
+    return found, score, boxes, lms, track_id, face_index, changed
 
 
 def _pick(d: Decision) -> Pick | None:

@@ -273,12 +273,13 @@ def _extract_one(extractor: Any, reader: DatasetReader, item: Item) -> list[Any]
 
 
 def _log_failure(key: str, exc: BaseException) -> None:
-    """An ``ItemError`` is the item's own fault (traceback at debug); any other exception may be a bug: its
-    traceback is logged at WARNING, as well as recorded as the item's failure."""
+    """An ``ItemError`` (or a ``DatasetError`` naming a bad file of the item) is the item's own fault: traceback
+    at debug. Any other exception may be a bug: its traceback is logged at WARNING, and recorded as the failure."""
     from extract.base import ItemError
+    from extract.datasets.base import DatasetError
 
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if isinstance(exc, ItemError):
+    if isinstance(exc, (ItemError, DatasetError)):
         log.debug("item %s failed:\n%s", key, trace)
     else:
         log.warning("item %s failed with an unexpected %s (recorded as its failure):\n%s", key, type(exc).__name__,

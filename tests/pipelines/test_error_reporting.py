@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from extract.base import ItemError
+from extract.datasets.base import DatasetError
 from fuse.errors import FuseInputError
 from fuse.synthetic import Planted, write_planted_stores
 from pipelines.cli import app
@@ -84,7 +85,9 @@ class _Item:
 
 
 @pytest.mark.parametrize(("exc", "level"), [(KeyError("frame_rate"), logging.WARNING),
-                                            (ItemError("s01/t02: corrupt video"), logging.DEBUG)])
+                                            (ValueError("operands could not be broadcast"), logging.WARNING),
+                                            (ItemError("s01/t02: corrupt video"), logging.DEBUG),
+                                            (DatasetError("s01_t02.npz: truncated"), logging.DEBUG)])
 def test_worker_logs_an_unexpected_failure_with_its_traceback_at_warning(caplog: pytest.LogCaptureFixture,
                                                                         exc: Exception, level: int) -> None:
     try:

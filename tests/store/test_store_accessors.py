@@ -34,3 +34,21 @@ def test_segments_bad_segments_segment_of_and_failure_records(tmp_path: Path, ba
     store.close()
     reasons = [a.reason for a in collect_garbage(path, dry_run=True)]
     assert reasons == ["failure of 'a/1' superseded"]
+
+
+def test_old_import_paths_name_the_same_objects() -> None:
+    import store.core
+    import store.gc
+    import store.layout
+    import store.maintenance
+    import store.reader
+    import store.segments
+    import store.verify
+
+    assert store.maintenance.collect_garbage is store.gc.collect_garbage
+    assert store.maintenance.GcAction is store.gc.GcAction
+    assert store.maintenance.verify_store is store.verify.verify_store
+    assert store.maintenance.is_warning is store.verify.is_warning
+    assert store.maintenance._leftover_is_dead is store.layout.leftover_is_dead
+    assert store.core.list_stores is store.layout.list_stores and store.core.is_store is store.layout.is_store
+    assert store.reader.SegmentInfo is store.segments.SegmentInfo

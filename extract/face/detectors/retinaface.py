@@ -450,41 +450,48 @@ class RetinaFaceDetector(FaceDetector):
         # One NMS over all frames (boxes of different frames never suppress each other); sorted by score.
         keep = batched_nms(boxes, kept_scores, frame_idx, self.nms_iou)
         frame_idx, boxes, points, kept_scores = frame_idx[keep], boxes[keep], points[keep], kept_scores[keep]
-        # Group by frame (stable: keeps score order inside a frame) and cap the faces per frame.
-        order = torch.sort(frame_idx, stable=True).indices
-        frame_idx, boxes, points, kept_scores = (
-            frame_idx[order],
-            boxes[order],
-            points[order],
-            kept_scores[order],
-        )
-        counts = torch.bincount(frame_idx, minlength=n)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(frame_idx.numel(), device=frame_idx.device) - starts[frame_idx]
-        capped = rank < self.max_faces
-        frame_idx, boxes, points, kept_scores = (
-            frame_idx[capped],
-            boxes[capped],
-            points[capped],
-            kept_scores[capped],
-        )
-        limits = torch.tensor(
-            [[sw, sh, sw, sh] for sh, sw in sizes], dtype=torch.float32, device=boxes.device
-        )[frame_idx]
-        boxes = torch.minimum(boxes.clamp_min(0.0), limits)
-        counts = torch.bincount(frame_idx, minlength=n).tolist()
-        boxes_np = boxes.cpu().numpy()
-        points_np = normalize_landmark_order(points.cpu().numpy())
-        scores_np = kept_scores.cpu().numpy()
-        out, start = [], 0
-        for c in counts:
-            out.append(
-                Detections(
-                    boxes_np[start : start + c], points_np[start : start + c], scores_np[start : start + c]
-                )
+        return _per_frame(frame_idx, boxes, points, kept_scores, n, self.max_faces, sizes)
+
+
+def _per_frame(frame_idx: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, kept_scores: torch.Tensor,
+               n: int, max_faces: int, sizes: list[tuple[int, int]]) -> list[Detections]:
+    """Score-sorted detections of a batch -> one ``Detections`` per frame: at most ``max_faces`` each, boxes
+    clamped to the frame."""
+    # Group by frame (stable: keeps score order inside a frame) and cap the faces per frame.
+    order = torch.sort(frame_idx, stable=True).indices
+    frame_idx, boxes, points, kept_scores = (
+        frame_idx[order],
+        boxes[order],
+        points[order],
+        kept_scores[order],
+    )
+    counts = torch.bincount(frame_idx, minlength=n)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(frame_idx.numel(), device=frame_idx.device) - starts[frame_idx]
+    capped = rank < max_faces
+    frame_idx, boxes, points, kept_scores = (
+        frame_idx[capped],
+        boxes[capped],
+        points[capped],
+        kept_scores[capped],
+    )
+    limits = torch.tensor(
+        [[sw, sh, sw, sh] for sh, sw in sizes], dtype=torch.float32, device=boxes.device
+    )[frame_idx]
+    boxes = torch.minimum(boxes.clamp_min(0.0), limits)
+    counts = torch.bincount(frame_idx, minlength=n).tolist()
+    boxes_np = boxes.cpu().numpy()
+    points_np = normalize_landmark_order(points.cpu().numpy())
+    scores_np = kept_scores.cpu().numpy()
+    out, start = [], 0
+    for c in counts:
+        out.append(
+            Detections(
+                boxes_np[start : start + c], points_np[start : start + c], scores_np[start : start + c]
             )
-            start += c
-        return out
+        )
+        start += c
+    return out
 
 
 def retinaface_state_dict_keys(backbone: str) -> list[str]:
