@@ -18,9 +18,9 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
 from fuse import train
-from fuse.config import FuseConfig, LogRegConfig, MLPConfig, TrainConfig, TransformerConfig
+from fuse.config import CLASSIFIER_NAMES, FuseConfig, LogRegConfig, MLPConfig, TrainConfig, TransformerConfig
 from fuse.nets import CrossModalTransformer, MLPHead
-from store.registry import Registry
+from fuse.registries import CLASSIFIERS, check_builtins
 
 Arrays = dict[str, np.ndarray]
 
@@ -114,9 +114,6 @@ class Classifier(ABC):
     @classmethod
     @abstractmethod
     def from_state(cls, arrays: Arrays, meta: dict[str, Any]) -> Classifier: ...
-
-
-CLASSIFIERS: Registry[Classifier] = Registry("classifier")
 
 
 @CLASSIFIERS.register("logreg")
@@ -336,6 +333,9 @@ class Transformer(TorchClassifier):
                 for m in names:
                     out[f"{m}_pad"] = batch[f"{m}_pad"].numpy()
         return out
+
+
+check_builtins(CLASSIFIERS, CLASSIFIER_NAMES)
 
 
 def create_classifier(name: str, n_classes: int, cfg: FuseConfig, seed: int) -> Classifier:

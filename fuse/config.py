@@ -14,10 +14,22 @@ from typing import Any, Literal
 
 from fuse.errors import FuseInputError
 
-Strategy = Literal["eeg", "face", "eye", "audio", "peripheral", "early", "late", "transformer"]
 SINGLE_MODALITY = ("eeg", "face", "eye", "audio", "peripheral")  # strategies that use one modality, named after it
-Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session", "fer2013"]
-ClassifierName = Literal["auto", "logreg", "mlp", "transformer"]
+# The built-in names of the fuse registries (fuse.registries), light for config checks and CLI help; each heavy
+# module that registers them checks its registry against its tuple at import. Plug-ins register more.
+STRATEGY_NAMES = (*SINGLE_MODALITY, "early", "late", "transformer")
+PROTOCOL_NAMES = ("loso", "kfold", "dfew", "seedv-3fold", "cross-session", "fer2013")
+CLASSIFIER_NAMES = ("logreg", "mlp", "transformer")
+
+
+def known_names(kind: str) -> tuple[str, ...]:
+    """The names ``kind`` (strategy, protocol, classifier) takes: the built-ins, then any a plug-in registered."""
+    from fuse import registries  # the registries import store: not at fuse.config's import
+
+    builtin, registry = {"strategy": (STRATEGY_NAMES, registries.STRATEGIES),
+                         "protocol": (PROTOCOL_NAMES, registries.PROTOCOLS),
+                         "classifier": (CLASSIFIER_NAMES, registries.CLASSIFIERS)}[kind]
+    return (*builtin, *(name for name in registry.names() if name not in builtin))
 
 
 @dataclass(frozen=True)
@@ -88,12 +100,12 @@ class FuseConfig:
     cache: str = ""  # or a folder whose stores are discovered by kind
     dataset: str = ""  # pick this dataset's stores when the cache holds several
     modalities: tuple[str, ...] = ()  # the modalities to use (eeg, face, eye, audio, peripheral, ...); empty = all
-    strategy: Strategy = "early"
-    classifier: ClassifierName = "auto"  # auto: transformer for the transformer strategy, logreg otherwise
+    strategy: str = "early"  # a registered strategy (STRATEGY_NAMES and plug-ins)
+    classifier: str = "auto"  # a registered classifier or auto: transformer for the transformer strategy, logreg otherwise
     target: str = "valence"  # a label column without its "label_" prefix
     threshold: float = 5.0  # continuous ratings (DEAP valence/arousal/dominance/liking) are binarised here
     threshold_side: Literal[">=", ">"] = ">="
-    protocol: Protocol = "loso"
+    protocol: str = "loso"  # a registered protocol (PROTOCOL_NAMES and plug-ins)
     k: int = 5  # kfold: folds per subject (grouped by trial)
     granularity: Literal["window", "trial"] = "window"
     window_s: float = 1.0  # face-only runs: fixed windows on the face clock; 0 = one row per stored frame
@@ -132,6 +144,11 @@ class FuseConfig:
         return {name: float(getattr(self, name)) for name in names if getattr(self, name) > 0}
 
     def __post_init__(self) -> None:
+        for kind, value, extra in (("strategy", self.strategy, ()), ("protocol", self.protocol, ()),
+                                   ("classifier", self.classifier, ("auto",))):
+            known = (*extra, *known_names(kind))
+            if value not in known:
+                raise FuseInputError(f"{kind} {value!r} is not one of {', '.join(map(repr, known))}")
         if self.k < 2:
             raise FuseInputError(f"k must be at least 2, got {self.k}")
         if self.window_s < 0:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fuse.config import PROTOCOL_NAMES
 from fuse.errors import FuseInputError
-from store.registry import Registry
+from fuse.registries import PROTOCOLS, check_builtins
 
 
 class LeakageError(AssertionError):
@@ -37,7 +38,6 @@ class Split:
 
 
 ProtocolFn = Callable[..., list[Split]]
-PROTOCOLS: Registry[list[Split]] = Registry("protocol")
 
 
 def check_split(rows: pd.DataFrame, split: Split, *, by_subject: bool = False) -> None:
@@ -177,6 +177,9 @@ def cross_session(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]:
     if not splits:
         raise FuseInputError("cross-session needs subjects with at least two sessions; every subject has one")
     return _finish(rows, splits)
+
+
+check_builtins(PROTOCOLS, PROTOCOL_NAMES)
 
 
 def make_splits(name: str, rows: pd.DataFrame, y: np.ndarray, *, k: int = 5, seed: int = 0) -> list[Split]:

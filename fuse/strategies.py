@@ -27,11 +27,11 @@ from fuse.classifiers import (
     prefixed,
     unprefixed,
 )
-from fuse.config import SINGLE_MODALITY, FuseConfig
+from fuse.config import SINGLE_MODALITY, STRATEGY_NAMES, FuseConfig
 from fuse.data import ordered
 from fuse.errors import FuseInputError
+from fuse.registries import STRATEGIES, check_builtins
 from fuse.train import inner_split
-from store.registry import Registry
 
 
 @dataclass
@@ -83,9 +83,6 @@ class Strategy(ABC):
 
     def _new_classifier(self, offset: int = 0) -> Classifier:
         return create_classifier(self.cfg.classifier_name, self.n_classes, self.cfg, self.seed + offset)
-
-
-STRATEGIES: Registry[Strategy] = Registry("fusion strategy")
 
 
 class _Branch:
@@ -408,6 +405,9 @@ class CrossModal(Strategy):
         self.roles = tuple(meta.get("modalities", ("eeg", "face")))
         self.clf = classifier_from_state(unprefixed("clf", arrays), meta["clf"])
         self.preps = _preps_from_state(self.roles, arrays, meta)
+
+
+check_builtins(STRATEGIES, STRATEGY_NAMES)
 
 
 def create_strategy(cfg: FuseConfig, n_classes: int, seed: int | None = None) -> Strategy:

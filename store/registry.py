@@ -42,6 +42,11 @@ class Registry(Generic[T]):
         """Register ``factory`` under ``name`` without the decorator syntax."""
         self.register(name, **info)(factory)
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (a plug-in or a test's temporary entry)."""
+        self._check(name)
+        del self._factories[name], self._info[name]
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 
