@@ -2,6 +2,8 @@
 
 Every component exposes ``state() -> (arrays, meta)`` and ``from_state(arrays, meta)``: arrays go into a
 safetensors file, meta into JSON. Nothing here is pickled.
+Each registered classifier class builds itself from a run's config with ``from_config(cfg, n_classes, seed)``,
+taking the config sections it needs (``create_classifier`` holds no per-name code).
 Class codes are 0..n_classes-1 for the whole run; a classifier always returns n_classes probability columns,
 even when its training fold lacked a class (that column is then 0).
 """
@@ -102,6 +104,11 @@ class Classifier(ABC):
     def __init__(self, n_classes: int, seed: int = 0) -> None:
         self.n_classes, self.seed = n_classes, seed
 
+    @classmethod
+    def from_config(cls, cfg: FuseConfig, n_classes: int, seed: int) -> Classifier:
+        """A fresh classifier configured from the config sections it takes (none here; subclasses name theirs)."""
+        return cls(n_classes, seed)
+
     @abstractmethod
     def fit(self, X: Any, y: np.ndarray, groups: np.ndarray, subjects: np.ndarray | None = None) -> Classifier: ...
 
@@ -128,6 +135,10 @@ class LogReg(Classifier):
         self.coef_: np.ndarray | None = None
         self.intercept_: np.ndarray | None = None
         self.classes_: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, cfg: FuseConfig, n_classes: int, seed: int) -> LogReg:
+        return cls(n_classes, seed, cfg=cfg.logreg)
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, subjects: np.ndarray | None = None) -> LogReg:
         y = np.asarray(y, dtype=np.int64)
@@ -209,6 +220,10 @@ class MLP(TorchClassifier):
         super().__init__(n_classes, seed, train_cfg)
         self.cfg = cfg or MLPConfig()
 
+    @classmethod
+    def from_config(cls, cfg: FuseConfig, n_classes: int, seed: int) -> MLP:
+        return cls(n_classes, seed, cfg=cfg.mlp, train_cfg=cfg.train)
+
     def build(self, **net_args: Any) -> torch.nn.Module:
         return MLPHead(**net_args)
 
@@ -269,6 +284,10 @@ class Transformer(TorchClassifier):
                  train_cfg: TrainConfig | None = None) -> None:
         super().__init__(n_classes, seed, train_cfg)
         self.cfg = cfg or TransformerConfig()
+
+    @classmethod
+    def from_config(cls, cfg: FuseConfig, n_classes: int, seed: int) -> Transformer:
+        return cls(n_classes, seed, cfg=cfg.transformer, train_cfg=cfg.train)
 
     def build(self, **net_args: Any) -> torch.nn.Module:
         return CrossModalTransformer(**net_args)
@@ -339,15 +358,8 @@ check_builtins(CLASSIFIERS, CLASSIFIER_NAMES)
 
 
 def create_classifier(name: str, n_classes: int, cfg: FuseConfig, seed: int) -> Classifier:
-    """A fresh classifier named ``name`` configured from the run's config."""
-    kwargs: dict[str, Any] = {"n_classes": n_classes, "seed": seed}
-    if name == "logreg":
-        kwargs["cfg"] = cfg.logreg
-    elif name == "mlp":
-        kwargs |= {"cfg": cfg.mlp, "train_cfg": cfg.train}
-    elif name == "transformer":
-        kwargs |= {"cfg": cfg.transformer, "train_cfg": cfg.train}
-    return CLASSIFIERS.create(name, **kwargs)
+    """A fresh classifier named ``name``; its registered class picks its own sections of the run's config."""
+    return CLASSIFIERS.get(name).from_config(cfg, n_classes, seed)
 
 
 def classifier_from_state(arrays: Arrays, meta: dict[str, Any]) -> Classifier:

@@ -9,7 +9,7 @@ import pytest
 
 from fuse import config
 from fuse.classifiers import CLASSIFIERS, LogReg, create_classifier
-from fuse.config import FuseConfig
+from fuse.config import FuseConfig, LogRegConfig, MLPConfig, TrainConfig, TransformerConfig
 from fuse.errors import FuseInputError
 from fuse.protocols import PROTOCOLS
 from fuse.strategies import STRATEGIES
@@ -48,6 +48,15 @@ def test_a_registered_classifier_is_accepted_until_it_is_removed() -> None:
         CLASSIFIERS.remove("tiny-logreg")
     with pytest.raises(FuseInputError, match="not one of"):
         FuseConfig(classifier="tiny-logreg")
+
+
+def test_each_classifier_takes_its_own_config_sections() -> None:
+    cfg = FuseConfig(strategy="transformer", logreg=LogRegConfig(C=0.25), mlp=MLPConfig(hidden=7),
+                     transformer=TransformerConfig(d_model=8), train=TrainConfig(epochs=3))
+    logreg, mlp, transformer = (create_classifier(name, 4, cfg, seed=5) for name in ("logreg", "mlp", "transformer"))
+    assert (logreg.cfg, logreg.n_classes, logreg.seed) == (cfg.logreg, 4, 5)
+    assert (mlp.cfg, mlp.train_cfg) == (cfg.mlp, cfg.train)
+    assert (transformer.cfg, transformer.train_cfg) == (cfg.transformer, cfg.train)
 
 
 def test_fuse_config_imports_neither_torch_nor_sklearn() -> None:
