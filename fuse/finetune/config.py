@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 # fields that do not change what is trained: a checkpoint made under other values of these resumes
 RESUME_NEUTRAL = ("out", "checkpoint_dir", "device", "threads", "save_final")
+# The built-in names of fuse.finetune.backbones.FINETUNE_BACKBONES, light for CLI help (a test checks them equal)
+FINETUNE_BACKBONE_NAMES = ("tiny-vit", "tiny-clip", "tiny-resnet", "resnet50", "resnet101", "clip-vit-l14",
+                           "clip-vit-b32", "clip-vit-b16", "vit-b16")
 
 
 @dataclass(frozen=True)

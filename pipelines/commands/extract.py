@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from extract.names import BACKBONE_NAMES, DETECTOR_NAMES
+
 log = logging.getLogger(__name__)
 
 FACE = "Face path"
@@ -31,12 +33,12 @@ def extract_command(
                                                  rich_help_panel=SELECT)] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N selected items.",
                                               rich_help_panel=SELECT)] = None,
-    detector: Annotated[str | None, typer.Option("--detector", help="Face detector: mtcnn (default), "
-                                                 "retinaface-r50, retinaface-mnet, tiny, or none (images are face "
-                                                 "crops already, e.g. FER2013).", rich_help_panel=FACE)] = None,
-    backbone: Annotated[str | None, typer.Option("--backbone", help="Embedding backbone: clip-vit-l14 (default), "
-                                                 "clip-vit-b32, clip-vit-b16, vit-b16, hf:ORG/NAME, local:PATH, "
-                                                 "tiny-clip.", rich_help_panel=FACE)] = None,
+    detector: Annotated[str | None, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTOR_NAMES)} "
+                                                 "(default mtcnn) or none (images are face crops already, e.g. "
+                                                 "FER2013).", rich_help_panel=FACE)] = None,
+    backbone: Annotated[str | None, typer.Option("--backbone", help=f"Embedding backbone: {', '.join(BACKBONE_NAMES)}"
+                                                 ", hf:ORG/NAME or local:PATH (default clip-vit-l14).",
+                                                 rich_help_panel=FACE)] = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Frames sampled per second of video (default 5; 0: every frame).",
                                               rich_help_panel=FACE)] = None,
     crop_size: Annotated[int | None, typer.Option("--crop-size", help="Aligned face crop size (default 224).",

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from fuse.config import PROTOCOL_NAMES
+from fuse.finetune.config import FINETUNE_BACKBONE_NAMES
 from pipelines.logs import console
 
 log = logging.getLogger(__name__)
@@ -23,15 +25,15 @@ def _config(**kw: object) -> object:
 def finetune_command(
     store: Annotated[Path, typer.Option("--store", help="A face_crops store (`pipeline extract --modality "
                                         "face_crops`). Required.")],
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="tiny-vit, tiny-clip, tiny-resnet, resnet50, "
-                                          "resnet101, clip-vit-l14, vit-b16, hf:ORG/NAME or local:/path.")] = "tiny-vit",
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help=f"{', '.join(FINETUNE_BACKBONE_NAMES)}, "
+                                          "hf:ORG/NAME or local:/path.")] = "tiny-vit",
     weights: Annotated[str, typer.Option("--weights", help="torchvision: a .pth/.safetensors file, auto (the torch "
                                          "hub cache) or none (random init).")] = "auto",
     frozen_layers: Annotated[int, typer.Option("--frozen-layers", help="Freeze the stem and the first N blocks "
                                                "(-1 = the whole backbone).")] = 0,
     target: Annotated[str, typer.Option("--target", "-t", help="Label to predict.")] = "emotion",
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="loso, kfold (by trial), dfew, fer2013, "
-                                          "seedv-3fold, cross-session.")] = "loso",
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help=f"{', '.join(PROTOCOL_NAMES)} (kfold: by "
+                                          "trial).")] = "loso",
     k: Annotated[int, typer.Option("--k", help="kfold: folds.")] = 5,
     frames_per_item: Annotated[int, typer.Option("--frames-per-item", help="At most N evenly spaced crops per "
                                                  "item (0 = all; DFEW seed: 16).")] = 0,

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fuse.config import CLASSIFIER_NAMES, PROTOCOL_NAMES, SINGLE_MODALITY, STRATEGY_NAMES
 from pipelines.commands.help import examples
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,10 @@ def fuse_command(
     modalities: Annotated[str | None, typer.Option("--modalities", help="Comma-separated modalities to use, e.g. "
                                                    "face,audio or eeg,face,peripheral (default: every store "
                                                    "found).", rich_help_panel=INPUT)] = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="A single modality (eeg, face, eye, "
-                                                 "audio, peripheral), early, late or transformer (default "
-                                                 "early).", rich_help_panel=MODEL)] = None,
-    classifier: Annotated[str | None, typer.Option("--classifier", help="logreg, mlp or transformer (default: "
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help=f"A single modality ({', '.join(SINGLE_MODALITY)}) or a fusion "
+                                                 f"({', '.join(s for s in STRATEGY_NAMES if s not in SINGLE_MODALITY)}"
+                                                 "); default early.", rich_help_panel=MODEL)] = None,
+    classifier: Annotated[str | None, typer.Option("--classifier", help=f"{', '.join(CLASSIFIER_NAMES)} (default: "
                                                    "transformer for the transformer strategy, logreg otherwise).",
                                                    rich_help_panel=MODEL)] = None,
     pca: Annotated[int | None, typer.Option("--pca", help="PCA components after standardisation (0 = none; "
@@ -54,8 +55,8 @@ def fuse_command(
                                                     "ratings (default 5).", rich_help_panel=EVAL)] = None,
     above: Annotated[bool, typer.Option("--above", help="High = rating > threshold (default: >=).",
                                         rich_help_panel=EVAL)] = False,
-    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="loso, kfold, dfew (the store's "
-                                                 "fold column), seedv-3fold, cross-session or fer2013 (default loso).", rich_help_panel=EVAL)] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help=f"{', '.join(PROTOCOL_NAMES)} (default "
+                                                 "loso; dfew: the store's fold column).", rich_help_panel=EVAL)] = None,
     k: Annotated[int | None, typer.Option("--k", help="kfold: folds per subject (default 5).",
                                           rich_help_panel=EVAL)] = None,
     granularity: Annotated[str | None, typer.Option("--granularity", "-g", help="window (one row per EEG window "
