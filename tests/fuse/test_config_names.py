@@ -12,6 +12,7 @@ from fuse.classifiers import CLASSIFIERS, LogReg, create_classifier
 from fuse.config import FuseConfig, LogRegConfig, MLPConfig, TrainConfig, TransformerConfig
 from fuse.errors import FuseInputError
 from fuse.protocols import PROTOCOLS
+from fuse.registries import check_builtins
 from fuse.strategies import STRATEGIES
 
 
@@ -30,6 +31,12 @@ def test_the_light_name_tuples_equal_the_registries() -> None:
     assert sorted(config.STRATEGY_NAMES) == STRATEGIES.names()
     assert sorted(config.PROTOCOL_NAMES) == PROTOCOLS.names()
     assert sorted(config.CLASSIFIER_NAMES) == CLASSIFIERS.names()
+
+
+def test_a_stale_name_tuple_is_refused_at_import() -> None:
+    with pytest.raises(RuntimeError, match="protocol name.s. gone that are not registered"):
+        check_builtins(PROTOCOLS, (*config.PROTOCOL_NAMES, "gone"))
+    check_builtins(PROTOCOLS, config.PROTOCOL_NAMES)
 
 
 def test_a_registered_classifier_is_accepted_until_it_is_removed() -> None:
