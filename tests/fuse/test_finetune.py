@@ -151,6 +151,7 @@ def test_a_sigkilled_process_resumes_from_its_last_committed_epoch(crop_store: P
     finally:
         proc.kill()
         proc.wait(timeout=60)
+        proc.stdout.close()  # type: ignore[union-attr]
     assert proc.returncode == -signal.SIGKILL
     state = read_state(ckpt)
     assert state is not None and 2 <= state["epoch"] < 4
