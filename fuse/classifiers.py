@@ -313,15 +313,17 @@ class Transformer(TorchClassifier):
 
     @torch.no_grad()
     def explain(self, X: SequenceInputs, attention_rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Modality gate weights (n, 2: eeg, face) of every row and, for ``attention_rows``, the head-averaged
-        cross-attention maps (``eeg_to_face``/``face_to_eeg``: (m, L, L)) with each row's padding masks."""
+        """Modality gate weights (n, M: the net's modalities in order) of every row and, for ``attention_rows``, the
+        head-averaged cross-attention maps (``<m>_to_<others>``, e.g. ``eeg_to_face``: (k, L, (M-1) L)) with each
+        row's padding masks (``<m>_pad``)."""
         self.net.eval()
         gates = []
+        names = list(self.net.names)
         with train.torch_threads(self.train_cfg.threads):
             for start in range(0, len(X), 1024):
                 self.net.fused(X.batch(np.arange(start, min(start + 1024, len(X)))))
                 gates.append(self.net.last_gate.cpu().numpy())
-            out = {"gate": np.concatenate(gates) if gates else np.zeros((0, 2))}
+            out = {"gate": np.concatenate(gates) if gates else np.zeros((0, len(names)))}
             if attention_rows is not None and len(attention_rows):
                 batch = X.batch(np.asarray(attention_rows))
                 self.net.keep_attention = True
@@ -331,7 +333,8 @@ class Transformer(TorchClassifier):
                     self.net.keep_attention = False
                 for name, weights in self.net.last_attention.items():
                     out[name] = weights.cpu().numpy()
-                out["eeg_pad"], out["face_pad"] = batch["eeg_pad"].numpy(), batch["face_pad"].numpy()
+                for m in names:
+                    out[f"{m}_pad"] = batch[f"{m}_pad"].numpy()
         return out
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fuse.errors import FuseInputError
+
 Strategy = Literal["eeg", "face", "eye", "audio", "peripheral", "early", "late", "transformer"]
 SINGLE_MODALITY = ("eeg", "face", "eye", "audio", "peripheral")  # strategies that use one modality, named after it
 Protocol = Literal["loso", "kfold", "dfew", "seedv-3fold", "cross-session", "fer2013"]
@@ -63,7 +65,7 @@ class TrainConfig:
     patience: int = 6
     val_fraction: float = 0.15  # of the training fold's trials, held out for early stopping
     class_weighted: bool = True  # class-weighted cross-entropy (weights from the training fold)
-    loss: Literal["ce", "focal"] = "ce"  # focal: (1 - p_y)^focal_gamma * CE (heads with their own loss keep it)
+    loss: Literal["ce", "focal"] = "ce"  # focal: (1 - p_y)^focal_gamma * CE (the transformer adds its adversary)
     focal_gamma: float = 2.0
     sampler: Literal["shuffle", "weighted"] = "shuffle"  # weighted: each class drawn equally often (replacement)
     threads: int = 1  # torch CPU threads while training/predicting (small heads run best on one); 0 = torch default
@@ -98,6 +100,10 @@ class FuseConfig:
     require_all: bool = False  # use only rows that have every modality of the run, whatever the strategy
     require_both: bool = False  # old name of require_all (two modalities); either one turns it on
     max_yaw: float = 0.0  # > 0: face rows whose |q_yaw_deg| exceeds this (degrees) count as no-face rows
+    max_pitch: float = 0.0  # > 0: the same for |q_pitch_deg|
+    min_face_px: float = 0.0  # > 0: face rows whose face (sqrt box area, q_face_px) is smaller count as no-face rows
+    min_sharpness: float = 0.0  # > 0: face rows whose crop sharpness (variance of Laplacian, q_blur) is lower
+    max_align_residual: float = 0.0  # > 0: face rows whose q_align_residual (crop px) exceeds this
     pca_components: int = 0  # > 0: PCA after standardisation, fitted on training folds only
     seed: int = 0
     out: str = ""  # results directory; default results/<strategy>-<target>-<protocol>
@@ -120,23 +126,32 @@ class FuseConfig:
     # whose fingerprint differs, naming it and the fields that differ. Empty = nothing to check (a new run).
     expect_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def quality_limits(self) -> dict[str, float]:
+        """The face-quality filters this run applies: config field -> bound (see ``fuse.data.QUALITY_LIMITS``)."""
+        names = ("max_yaw", "max_pitch", "min_face_px", "min_sharpness", "max_align_residual")
+        return {name: float(getattr(self, name)) for name in names if getattr(self, name) > 0}
+
     def __post_init__(self) -> None:
         if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
+            raise FuseInputError(f"k must be at least 2, got {self.k}")
         if self.window_s < 0:
-            raise ValueError(f"window_s must be >= 0, got {self.window_s}")
-        if not 0 <= self.max_yaw <= 90:
-            raise ValueError(f"max_yaw must be in [0, 90] degrees (0: no filter), got {self.max_yaw}")
+            raise FuseInputError(f"window_s must be >= 0, got {self.window_s}")
+        for name in ("max_yaw", "max_pitch"):
+            if not 0 <= getattr(self, name) <= 90:
+                raise FuseInputError(f"{name} must be in [0, 90] degrees (0: no filter), got {getattr(self, name)}")
+        for name in ("min_face_px", "min_sharpness", "max_align_residual"):
+            if getattr(self, name) < 0:
+                raise FuseInputError(f"{name} must be >= 0 (0: no filter), got {getattr(self, name)}")
         if self.jobs < 0:
-            raise ValueError(f"jobs must be >= 0, got {self.jobs}")
+            raise FuseInputError(f"jobs must be >= 0, got {self.jobs}")
         if self.pca_components < 0:
-            raise ValueError(f"pca_components must be >= 0, got {self.pca_components}")
+            raise FuseInputError(f"pca_components must be >= 0, got {self.pca_components}")
         if self.classifier == "transformer" and self.strategy != "transformer":
-            raise ValueError("classifier 'transformer' needs the transformer strategy (--strategy transformer)")
+            raise FuseInputError("classifier 'transformer' needs the transformer strategy (--strategy transformer)")
         if self.strategy == "transformer" and self.classifier not in ("auto", "transformer"):
-            raise ValueError(f"the transformer strategy is its own classifier; got classifier {self.classifier!r}")
+            raise FuseInputError(f"the transformer strategy is its own classifier; got classifier {self.classifier!r}")
         if self.strategy in SINGLE_MODALITY and self.modalities and self.strategy not in self.modalities:
-            raise ValueError(f"strategy {self.strategy!r} uses the {self.strategy} modality, which --modalities "
+            raise FuseInputError(f"strategy {self.strategy!r} uses the {self.strategy} modality, which --modalities "
                              f"{','.join(self.modalities)} leaves out")
 
     @property

@@ -11,7 +11,7 @@ Modalities (also called roles): every store declares one through its manifest's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from fuse.errors import FuseInputError
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,17 @@ def ordered(modalities: Sequence[str]) -> tuple[str, ...]:
     uniq = set(modalities)
     return tuple(r for r in ROLES if r in uniq) + tuple(sorted(uniq - set(ROLES)))
 META_COLUMNS = ("item", "subject", "session", "trial", "fold")
+# Face-quality filters: FuseConfig field -> (row column written by the face extractor, how the bound applies)
+QUALITY_LIMITS = {
+    "max_yaw": ("q_yaw_deg", "abs_max"),
+    "max_pitch": ("q_pitch_deg", "abs_max"),
+    "min_face_px": ("q_face_px", "min"),
+    "min_sharpness": ("q_blur", "min"),
+    "max_align_residual": ("q_align_residual", "max"),
+}
 
 
-class FuseDataError(ValueError):
+class FuseDataError(FuseInputError):
     """The stores given cannot make the table asked for; the message says what to pass instead."""
 
 
@@ -85,14 +95,25 @@ class ModalityData:
             ok &= ~self.exclude
         return ok
 
-    def filter_quality(self, max_yaw: float = 0.0) -> int:
-        """Exclude face rows whose |q_yaw_deg| > ``max_yaw`` (0: no filter); returns how many rows that removed."""
-        if max_yaw <= 0 or "q_yaw_deg" not in self.rows:
-            return 0
-        yaw = np.abs(self.rows["q_yaw_deg"].to_numpy(dtype=np.float64))
-        bad = yaw > max_yaw  # NaN (no face) compares False: those rows are already invalid
-        self.exclude = bad if self.exclude is None else (self.exclude | bad)
-        return int(bad.sum())
+    def filter_quality(self, limits: Mapping[str, float]) -> dict[str, int]:
+        """Exclude face rows outside ``limits`` (``FuseConfig.quality_limits()``: field -> bound, see
+        ``QUALITY_LIMITS``); returns field -> rows it removed, for the stores that have the column."""
+        removed: dict[str, int] = {}
+        for name, bound in limits.items():
+            column, kind = QUALITY_LIMITS[name]
+            if column not in self.rows:
+                continue
+            values = self.rows[column].to_numpy(dtype=np.float64)
+            if kind == "abs_max":
+                bad = np.abs(values) > bound
+            elif kind == "max":
+                bad = values > bound
+            else:
+                bad = values < bound
+            # NaN (no face) compares False: those rows are already invalid
+            self.exclude = bad if self.exclude is None else (self.exclude | bad)
+            removed[name] = int(bad.sum())
+        return removed
 
     def source(self) -> dict[str, Any]:
         """What results record about this store: path, kind, fingerprint and manifest."""

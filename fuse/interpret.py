@@ -6,7 +6,7 @@ Pure functions (``reliability``, ``gate_tables``, ``subject_spread``) compute ta
 
     calibration.csv, reliability.png      confidence bins (pooled over folds) and the reliability diagram
     subject_variability.png               per-subject accuracy of model and baseline, mean ± std across subjects
-    gates_per_sample.csv                  transformer: one row per test row, its EEG/face gate weights
+    gates_per_sample.csv                  transformer: one row per test row, its gate weight per modality
     gates_per_subject.csv, gates_per_class.csv, gates.png
     attention/<item>.png                  transformer: cross-attention maps of chosen trials
 """
@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-GATE_COLUMNS = ("gate_eeg", "gate_face")
+GATE_PREFIX = "gate_"  # the transformer's predictions carry one gate_<modality> column per modality
+MODALITY_COLOURS = {"eeg": "#55a868", "face": "#c44e52", "eye": "#8172b3", "audio": "#4c72b0", "peripheral": "#ccb974"}
+
+
+def gate_columns(predictions: pd.DataFrame) -> list[str]:
+    """The gate columns of a transformer run's predictions (``gate_eeg``, ``gate_face``, ``gate_audio``, ...)."""
+    return [c for c in predictions.columns if c.startswith(GATE_PREFIX)]
 
 
 def _plt() -> Any:
@@ -113,62 +119,84 @@ def plot_subject_variability(per_subject: pd.DataFrame, path: Path, title: str) 
 
 
 def gate_tables(predictions: pd.DataFrame, classes: list[str]) -> dict[str, pd.DataFrame]:
-    """Gate weights per sample (test row), per subject and per true class (mean, std, n)."""
-    if not set(GATE_COLUMNS) <= set(predictions.columns):
-        raise ValueError(f"predictions have no gate columns {GATE_COLUMNS} (only the transformer strategy has them)")
-    cols = ["item", "subject", "fold", "row", "y_true", "y_pred", *GATE_COLUMNS]
+    """Gate weights (one column per modality) per sample (test row), per subject and per true class (mean, std, n)."""
+    gates = gate_columns(predictions)
+    if len(gates) < 2:
+        raise ValueError("predictions have no gate_<modality> columns (only the transformer strategy has them)")
+    cols = ["item", "subject", "fold", "row", "y_true", "y_pred", *gates]
     sample = predictions[[c for c in cols if c in predictions]].copy()
     sample["class"] = [classes[i] for i in sample["y_true"]]
 
     def summary(by: str) -> pd.DataFrame:
-        grouped = sample.groupby(by, sort=True)[list(GATE_COLUMNS)]
+        grouped = sample.groupby(by, sort=True)[gates]
         out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
         return out.join(grouped.size().rename("n")).reset_index()
 
-    return {"sample": sample, "subject": summary("subject"), "class": summary("class")}
+    per_class = summary("class")  # in the classes' order (low, high), not alphabetical
+    per_class = per_class.iloc[np.argsort([classes.index(c) for c in per_class["class"]], kind="stable")]
+    return {"sample": sample, "subject": summary("subject"), "class": per_class.reset_index(drop=True)}
 
 
 def plot_gates(tables: Mapping[str, pd.DataFrame], path: Path, title: str) -> None:
-    """EEG gate weight per subject and per class (the face weight is 1 minus it), with the spread over rows."""
+    """Mean gate weight of each modality per subject and per class, stacked to 1 (error bars: spread over rows)."""
     plt = _plt()
     subject, klass = tables["subject"], tables["class"]
+    names = [c[len(GATE_PREFIX):-len("_mean")] for c in subject.columns
+             if c.startswith(GATE_PREFIX) and c.endswith("_mean")]
     fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 0.3 * len(subject) + 3.5), 3.6),
                              gridspec_kw={"width_ratios": [max(len(subject), 2), max(len(klass), 2)]})
     for ax, table, key, label in ((axes[0], subject, "subject", "per subject"), (axes[1], klass, "class", "per class")):
         x = np.arange(len(table))
-        ax.bar(x, table["gate_eeg_mean"], yerr=table["gate_eeg_std"], color="#55a868", capsize=2, label="EEG")
-        ax.bar(x, 1 - table["gate_eeg_mean"], bottom=table["gate_eeg_mean"], color="#c44e52", alpha=0.6,
-               label="face")
-        ax.axhline(0.5, color="black", lw=0.8, ls=":")
+        bottom = np.zeros(len(table))
+        for k, name in enumerate(names):
+            mean = table[f"{GATE_PREFIX}{name}_mean"].to_numpy()
+            ax.bar(x, mean, bottom=bottom, yerr=table[f"{GATE_PREFIX}{name}_std"], capsize=2, label=name,
+                   color=MODALITY_COLOURS.get(name, f"C{k}"), alpha=0.85, error_kw={"lw": 0.8})
+            bottom = bottom + mean
+        ax.axhline(1.0 / max(len(names), 1), color="black", lw=0.8, ls=":")
         ax.set_xticks(x, table[key].astype(str), rotation=90 if key == "subject" else 30, fontsize=7)
-        ax.set_ylim(0, 1)
         ax.set_title(label, fontsize=9)
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks(np.linspace(0, 1, 6))
     axes[0].set_ylabel("modality gate weight")
-    axes[1].legend(fontsize=7, loc="upper right", frameon=True)
+    axes[1].legend(fontsize=7, loc="upper center", ncol=2, frameon=False, borderaxespad=0.1)  # above the bars
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def attention_panels(maps: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(label, map with padding cut away) for every ``<m>_to_<others>`` map: rows = m's valid positions, columns =
+    the valid positions of the other modalities, concatenated in the net's order (as the keys were)."""
+    pads = {k[: -len("_pad")]: ~np.asarray(v, bool) for k, v in maps.items() if k.endswith("_pad")}
+    panels = []
+    for name, weights in maps.items():
+        if name.endswith("_pad") or "_to_" not in name:
+            continue
+        query, others = name.split("_to_", 1)
+        keep = np.concatenate([pads[o] for o in others.split("+")])
+        panels.append((f"{query} queries -> {others.replace('+', ' + ')} keys",
+                       np.asarray(weights)[np.ix_(pads[query], keep)]))
+    return panels
+
+
 def plot_attention(maps: Mapping[str, np.ndarray], path: Path, title: str) -> None:
-    """The two cross-attention maps of one sequence (queries as rows, keys as columns; padding cut away)."""
+    """The cross-attention maps of one sequence, one panel per modality's queries (padding cut away)."""
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
-    eeg_keep, face_keep = ~np.asarray(maps["eeg_pad"], bool), ~np.asarray(maps["face_pad"], bool)
-    panels = (("eeg_to_face", "EEG queries -> face keys", eeg_keep, face_keep, "face window", "EEG window"),
-              ("face_to_eeg", "face queries -> EEG keys", face_keep, eeg_keep, "EEG window", "face window"))
-    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.8))
-    for ax, (name, label, rows, cols, xlabel, ylabel) in zip(axes, panels, strict=True):
-        w = np.asarray(maps[name])[np.ix_(rows, cols)]
+    panels = attention_panels(maps)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), squeeze=False)
+    for ax, (label, w) in zip(axes[0], panels, strict=True):
         im = ax.imshow(w, cmap="viridis", vmin=0, aspect="auto", interpolation="nearest")
         ax.set_title(label, fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        fig.colorbar(im, ax=ax, fraction=0.046, label="attention")
+        ax.set_xlabel("key window")
+        ax.set_ylabel("query window")
+        uniform = 1.0 / max(w.shape[1], 1)  # what a query that attends to nothing in particular gives each key
+        fig.colorbar(im, ax=ax, fraction=0.046, label=f"attention (uniform = {uniform:.2f})")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -188,7 +216,7 @@ def write_interpretation(out: Path, *, predictions: pd.DataFrame, per_subject: p
     bins.to_csv(out / "calibration.csv", index=False, float_format="%.6g")
     plot_reliability(bins, ece, out / "reliability.png", title)
     plot_subject_variability(per_subject, out / "subject_variability.png", title)
-    if set(GATE_COLUMNS) <= set(predictions.columns):
+    if len(gate_columns(predictions)) >= 2:
         tables = gate_tables(predictions, classes)
         for name, table in tables.items():
             table.to_csv(out / f"gates_per_{name}.csv", index=False, float_format="%.6g")

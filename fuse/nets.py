@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fuse.finetune.losses import classification_loss
+
 
 class MLPHead(nn.Module):
     """Linear -> GELU -> dropout -> linear. Batch: {"x": (B, d)}."""
@@ -204,9 +206,11 @@ class CrossModalTransformer(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.fused(batch))
 
-    def loss(self, batch: dict[str, torch.Tensor], y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor], y: torch.Tensor, weight: torch.Tensor | None,
+             kind: str = "ce", gamma: float = 2.0) -> torch.Tensor:
+        """The classification loss (``kind`` ce or focal, class-weighted) plus the subject adversary's, if any."""
         z = self.fused(batch)
-        loss = nn.functional.cross_entropy(self.head(z), y, weight=weight)
+        loss = classification_loss(self.head(z), y, kind=kind, gamma=gamma, weight=weight)
         if self.adversary is not None and "subject" in batch:
             logits = self.adversary(grad_reverse(z, self.current_lambda))
             loss = loss + nn.functional.cross_entropy(logits, batch["subject"])

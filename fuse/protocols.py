@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fuse.errors import FuseInputError
 from store.registry import Registry
 
 
@@ -57,7 +58,7 @@ def check_split(rows: pd.DataFrame, split: Split, *, by_subject: bool = False) -
 
 def _finish(rows: pd.DataFrame, splits: list[Split], *, by_subject: bool = False) -> list[Split]:
     if not splits:
-        raise ValueError("the protocol produced no split for these rows")
+        raise FuseInputError("the protocol produced no split for these rows")
     for split in splits:
         check_split(rows, split, by_subject=by_subject)
     return splits
@@ -102,7 +103,7 @@ def kfold(rows: pd.DataFrame, y: np.ndarray, *, k: int = 5, seed: int = 0, **_: 
         for f in range(kk):
             splits.append(Split(name=f"{subject}/k{f + 1}", train=idx[folds != f], test=idx[folds == f]))
     if not splits:
-        raise ValueError("kfold is subject-dependent and no subject has two or more trials (e.g. FER2013, where every "
+        raise FuseInputError("kfold is subject-dependent and no subject has two or more trials (e.g. FER2013, where every "
                          "image is its own subject); use --protocol fer2013, dfew (the fold column) or loso")
     return _finish(rows, splits)
 
@@ -114,7 +115,7 @@ def official_folds(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]:
     fold = rows["fold"].to_numpy()
     ids = sorted(set(fold[fold >= 0].tolist()))
     if len(ids) < 2:
-        raise ValueError("the dfew protocol needs the store's fold column (at least two folds); none found")
+        raise FuseInputError("the dfew protocol needs the store's fold column (at least two folds); none found")
     splits = [
         Split(name=f"fold{f}", train=np.flatnonzero((fold >= 0) & (fold != f)), test=np.flatnonzero(fold == f))
         for f in ids
@@ -129,7 +130,7 @@ def fer2013_holdout(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]:
     fold = rows["fold"].to_numpy()
     train, test = np.flatnonzero(fold == 0), np.flatnonzero(fold == 2)
     if len(train) == 0 or len(test) == 0:
-        raise ValueError("the fer2013 protocol needs fold 0 (Training) and fold 2 (PrivateTest) rows in the store; "
+        raise FuseInputError("the fer2013 protocol needs fold 0 (Training) and fold 2 (PrivateTest) rows in the store; "
                          f"found folds {sorted(set(fold.tolist()))}")
     return _finish(rows, [Split(name="private-test", train=train, test=test)])
 
@@ -138,7 +139,7 @@ def trial_number(trial: str) -> int:
     """The trial number in a trial id such as "05", "s2t05" or "trial07" (its last run of digits)."""
     found = re.findall(r"\d+", str(trial))
     if not found:
-        raise ValueError(f"trial id {trial!r} holds no trial number")
+        raise FuseInputError(f"trial id {trial!r} holds no trial number")
     return int(found[-1])
 
 
@@ -149,7 +150,7 @@ def seedv_three_fold(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]
     subjects = rows["subject"].to_numpy()
     numbers = np.array([trial_number(t) for t in rows["trial"].to_numpy()])
     if numbers.min() < 1 or numbers.max() > 15:
-        raise ValueError(f"seedv-3fold expects trial numbers 1-15, found {numbers.min()}-{numbers.max()}")
+        raise FuseInputError(f"seedv-3fold expects trial numbers 1-15, found {numbers.min()}-{numbers.max()}")
     fold = (numbers - 1) // 5
     splits = []
     for subject in sorted(set(subjects.tolist())):
@@ -174,7 +175,7 @@ def cross_session(rows: pd.DataFrame, y: np.ndarray, **_: Any) -> list[Split]:
             if len(test) and len(train):
                 splits.append(Split(name=f"{subject}/session{session}", train=train, test=test))
     if not splits:
-        raise ValueError("cross-session needs subjects with at least two sessions; every subject has one")
+        raise FuseInputError("cross-session needs subjects with at least two sessions; every subject has one")
     return _finish(rows, splits)
 
 

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from fuse.config import SINGLE_MODALITY
+
 RESULT_FILES = ("config.yaml", "metrics.json", "per_fold.csv", "per_subject.csv", "predictions.csv", "splits.json",
                 "stores.json", "confusion.png", "per_subject.png")
 
@@ -109,7 +111,8 @@ def plot_subjects(per_subject: pd.DataFrame, path: Path, title: str, max_bars: i
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper center", ncol=4, frameon=False)
+    ax.legend(fontsize=6.5, loc="upper center", ncol=4, frameon=False, markerscale=0.4, handlelength=1.5,
+              columnspacing=1.0, borderaxespad=0.2)  # fits inside the 1.0-1.15 band of the narrowest figure
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -158,8 +161,8 @@ def write_results(
     predictions.to_csv(tmp / "predictions.csv", index=False, float_format="%.6g")
     (tmp / "splits.json").write_text(_json({"protocol": metrics.get("protocol"), "folds": splits}))
     (tmp / "stores.json").write_text(_json(stores))
-    title = f"{metrics.get('strategy')}/{metrics.get('classifier')} {metrics.get('target', {}).get('name')} " \
-            f"{metrics.get('protocol')}"
+    model = "/".join(dict.fromkeys(str(metrics.get(k)) for k in ("strategy", "classifier")))  # not transformer/transformer
+    title = f"{model} {metrics.get('target', {}).get('name')} {metrics.get('protocol')}"
     plot_confusion(np.asarray(metrics["confusion_matrix"]), classes, tmp / "confusion.png", title)
     plot_subjects(per_subject, tmp / "per_subject.png", title)
     if extra is not None:  # more files of the run (fuse.interpret), written into the same partial directory
@@ -186,7 +189,8 @@ def used_modalities(res: Mapping[str, Any]) -> list[str]:
     """The roles a run's model read: recorded in metrics.json (``modalities``), else implied by its strategy."""
     if res.get("modalities"):
         return list(res["modalities"])
-    return {"eeg": ["eeg"], "face": ["face"]}.get(res.get("strategy", ""), ["eeg", "face"])
+    strategy = res.get("strategy", "")
+    return [strategy] if strategy in SINGLE_MODALITY else ["eeg", "face"]
 
 
 def features_label(directory: str | Path, res: Mapping[str, Any]) -> str:

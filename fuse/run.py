@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from fuse.config import FuseConfig, config_to_dict
+from fuse.config import SINGLE_MODALITY, FuseConfig, config_to_dict
 from fuse.data import (
     AlignedTable,
     FuseDataError,
@@ -80,9 +80,9 @@ def load_modalities(cfg: FuseConfig) -> list[ModalityData]:
     for role, path in paths.items():
         start = time.perf_counter()
         out.append(load_store(path))
-        dropped = out[-1].filter_quality(cfg.max_yaw)
-        if dropped:
-            log.info("%s store %s: %d face row(s) with |yaw| > %g deg excluded", role, path, dropped, cfg.max_yaw)
+        limits = cfg.quality_limits()
+        for name, dropped in out[-1].filter_quality(limits).items():
+            log.info("%s store %s: %d face row(s) excluded by %s=%g", role, path, dropped, name, limits[name])
         log.info("read %s store %s (%d rows) in %.1f s", role, path, len(out[-1].rows), time.perf_counter() - start)
     return out
 
@@ -249,7 +249,7 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         "target": target.describe(), "classes": list(target.classes), "rows": row_counts,
         "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()),
         "n_folds": len(splits), **summary, "timing_s": timings,
-        "modalities": list({"eeg": ("eeg",), "face": ("face",)}.get(cfg.strategy, table.roles)),
+        "modalities": [cfg.strategy] if cfg.strategy in SINGLE_MODALITY else list(table.roles),
         "across_subjects": subject_spread(per_subject), "calibration": {"ece": ece, "n_bins": 10},
         "single_class_folds": flagged,
         "stores": {role: {"fingerprint": s["fingerprint"], "path": s["path"]} for role, s in table.sources.items()},
@@ -276,7 +276,8 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
 
 
 def _title(cfg: FuseConfig, target: Target) -> str:
-    return f"{cfg.strategy}/{cfg.classifier} {target.name} {cfg.protocol} ({cfg.granularity})"
+    model = cfg.strategy if cfg.classifier in (cfg.strategy, "auto") else f"{cfg.strategy}/{cfg.classifier}"
+    return f"{model} {target.name} {cfg.protocol} ({cfg.granularity})"
 
 
 def _explain(strategy: Any, test: Inputs, part: pd.DataFrame, fold: int, wanted: set[str],
@@ -288,9 +289,10 @@ def _explain(strategy: Any, test: Inputs, part: pd.DataFrame, fold: int, wanted:
         [items[0]] if fold < 2 and len(items) else [])
     rows = np.array([np.flatnonzero(items == it)[len(np.flatnonzero(items == it)) // 2] for it in chosen], dtype=int)
     found = strategy.explain(test, rows)
-    part["gate_eeg"], part["gate_face"] = found["gate"][:, 0], found["gate"][:, 1]
+    for i, role in enumerate(strategy.roles):  # one gate column per modality, in the net's order
+        part[f"gate_{role}"] = found["gate"][:, i]
     for k, item in enumerate(chosen):
-        attention[str(item)] = {name: found[name][k] for name in ("eeg_to_face", "face_to_eeg", "eeg_pad", "face_pad")}
+        attention[str(item)] = {name: maps[k] for name, maps in found.items() if name != "gate"}
 
 
 def model_info(cfg: FuseConfig, table: AlignedTable, target: Target, strategy: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from fuse.classifiers import (
 )
 from fuse.config import SINGLE_MODALITY, FuseConfig
 from fuse.data import ordered
+from fuse.errors import FuseInputError
 from fuse.train import inner_split
 from store.registry import Registry
 
@@ -114,9 +115,9 @@ class _Branch:
 def _require(inputs: Inputs, roles: tuple[str, ...]) -> None:
     for role in roles:
         if role not in inputs.features:
-            raise ValueError(f"this strategy needs {role} features; the inputs have {sorted(inputs.features)}")
+            raise FuseInputError(f"this strategy needs {role} features; the inputs have {sorted(inputs.features)}")
         if not np.isfinite(np.sum(inputs.features[role], dtype=np.float64)):  # one pass, no boolean temporary
-            raise ValueError(f"{role} features have missing rows; drop them before this strategy")
+            raise FuseInputError(f"{role} features have missing rows; drop them before this strategy")
 
 
 class Single(Strategy):
@@ -184,7 +185,7 @@ class Early(Strategy):
     def fit(self, inputs: Inputs, y: np.ndarray) -> Early:
         self.roles = _input_roles(inputs)
         if len(self.roles) < 2:
-            raise ValueError(f"early fusion needs two or more modalities; the inputs have {list(self.roles)}")
+            raise FuseInputError(f"early fusion needs two or more modalities; the inputs have {list(self.roles)}")
         _require(inputs, self.roles)
         self.branch.fit(self._joint(inputs, fit=True), y, inputs.group_keys(), inputs.subjects)
         return self
@@ -250,7 +251,7 @@ class Late(Strategy):
             subjects = None if inputs.subjects is None else inputs.subjects[ok]
             branches[role] = branch.fit(inputs.features[role][ok], y[ok], groups[ok], subjects)
         if not branches:
-            raise ValueError("late fusion: no modality has any training row")
+            raise FuseInputError("late fusion: no modality has any training row")
         return branches
 
     def _role_probas(self, branches: dict[str, _Branch], inputs: Inputs) -> dict[str, np.ndarray]:
@@ -284,12 +285,12 @@ class Late(Strategy):
     def fit(self, inputs: Inputs, y: np.ndarray) -> Late:
         self.roles = _input_roles(inputs)
         if not self.roles:
-            raise ValueError("late fusion: the inputs carry no modality")
+            raise FuseInputError("late fusion: the inputs carry no modality")
         n = len(self.roles)
         if not len(self.weights):
             self.weights = np.ones(n)
         if len(self.weights) != n:
-            raise ValueError(f"late.weights has {len(self.weights)} values but the run fuses {n} modalities "
+            raise FuseInputError(f"late.weights has {len(self.weights)} values but the run fuses {n} modalities "
                              f"({', '.join(self.roles)}); give one weight per modality in that order")
         y = np.asarray(y, dtype=np.int64)
         self.prior = np.bincount(y, minlength=self.n_classes) / len(y)
@@ -370,7 +371,7 @@ class CrossModal(Strategy):
         if fit:
             self.roles = _input_roles(inputs)
             if len(self.roles) < 2:
-                raise ValueError(f"the transformer needs two or more modalities; the inputs have {list(self.roles)}")
+                raise FuseInputError(f"the transformer needs two or more modalities; the inputs have {list(self.roles)}")
         pools = {}
         for role in self.roles:
             pool = inputs.seq_pools[role]

@@ -95,6 +95,25 @@ def planted_modalities(p: Planted = Planted()) -> tuple[ModalityData, ModalityDa
     return _as_modality(eeg_items, "eeg", p), _as_modality(face_items, "face", p)
 
 
+def planted_window_modality(like: ModalityData, kind: str, *, dim: int = 8, signal: float = 0.25,
+                            subject_shift: float = 0.3, seed: int = 0) -> ModalityData:
+    """Another modality (``peripheral``, ``audio``, ...) on the windows of ``like`` (rows copied): its own label
+    direction, subject offsets and noise, drawn independently of the others, so it adds information to a fusion.
+    The label is ``like``'s ``label_valence`` (>= 5 high)."""
+    rng = np.random.default_rng([seed, len(like.rows), dim])
+    direction = rng.normal(size=dim)
+    direction /= np.linalg.norm(direction)
+    rows = like.rows.drop(columns=[c for c in like.rows.columns if c.startswith("q_")]).copy()
+    subjects = rows["subject"].to_numpy()
+    offsets = {s: rng.normal(scale=subject_shift, size=dim) for s in sorted(set(subjects.tolist()))}
+    sign = np.where(rows["label_valence"].to_numpy() >= 5.0, 1.0, -1.0)[:, None]
+    emb = (rng.normal(size=(len(rows), dim)) + np.stack([offsets[s] for s in subjects])
+           + sign * signal * direction * np.sqrt(dim))
+    return ModalityData(kind=kind, dataset=like.dataset, embeddings=emb.astype(np.float32), rows=rows,
+                        manifest={"kind": kind, "dataset": like.dataset, "extractor": f"synthetic/{kind}"},
+                        fingerprint=f"synthetic-{kind}-{seed}", path=f"<memory:{kind}>")
+
+
 def write_planted_stores(directory: str | Path, p: Planted = Planted(), backend: str = "zarr",
                          dataset_root: str = "", dtype: str = "float32") -> tuple[Path, Path]:
     """Write the planted EEG and face stores through the store API; returns their paths."""

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fuse.errors import FuseInputError
+
 # Continuous self-assessment ratings (DEAP, 1..9): binarised at a threshold.
 CONTINUOUS_TARGETS = ("valence", "arousal", "dominance", "liking")
 
@@ -52,19 +54,19 @@ def make_target(rows: pd.DataFrame, name: str, *, threshold: float = 5.0, side: 
     column = f"label_{name}"
     if column not in rows:
         known = ", ".join(c[len("label_"):] for c in rows.columns if c.startswith("label_")) or "none"
-        raise ValueError(f"target {name!r}: the stores have no column {column}; labels available: {known}")
+        raise FuseInputError(f"target {name!r}: the stores have no column {column}; labels available: {known}")
     values = rows[column].to_numpy(dtype=np.float64)
     missing = ~np.isfinite(values)
     if name in CONTINUOUS_TARGETS:
         if side not in (">=", ">"):
-            raise ValueError(f"threshold side must be '>=' or '>', got {side!r}")
+            raise FuseInputError(f"threshold side must be '>=' or '>', got {side!r}")
         high = values >= threshold if side == ">=" else values > threshold
         codes = np.where(missing, -1, high.astype(np.int64))
         return Target(name=name, codes=codes, classes=("low", "high"), values=(0.0, 1.0),
                       rule=f"{name} {side} {threshold:g} -> high", threshold=float(threshold), threshold_side=side)
     ids = np.unique(values[~missing])
     if not np.allclose(ids, np.round(ids)):
-        raise ValueError(
+        raise FuseInputError(
             f"target {name!r} has non-integer values (e.g. {ids[~np.isclose(ids, np.round(ids))][0]}); "
             f"only {', '.join(CONTINUOUS_TARGETS)} are binarised"
         )

@@ -23,6 +23,7 @@ from fuse import train
 from fuse.classifiers import LogReg, Preprocessor
 from fuse.config import FuseConfig, TrainConfig, config_to_dict
 from fuse.data import FuseDataError, ModalityData
+from fuse.errors import FuseInputError
 from fuse.nets import sinusoidal_positions
 
 TEMPORAL_HEADS = ("gru", "transformer", "frames")
@@ -68,7 +69,7 @@ class TemporalHead(nn.Module):
                  layers: int = 1, dropout: float = 0.1, max_len: int = 64) -> None:
         super().__init__()
         if kind not in ("gru", "transformer"):
-            raise ValueError(f"temporal head kind must be gru or transformer, got {kind!r}")
+            raise FuseInputError(f"temporal head kind must be gru or transformer, got {kind!r}")
         self.kind = kind
         self.proj = nn.Linear(in_dim, d_model)
         if kind == "gru":
@@ -109,7 +110,7 @@ def fit_predict(kind: str, clips: Clips, y: np.ndarray, train_idx: np.ndarray, t
                 heads: int = 4) -> np.ndarray:
     """Train head ``kind`` on the training clips and return (len(test_idx), C) probabilities of the test clips."""
     if kind not in TEMPORAL_HEADS:
-        raise ValueError(f"temporal head must be one of {', '.join(TEMPORAL_HEADS)}, got {kind!r}")
+        raise FuseInputError(f"temporal head must be one of {', '.join(TEMPORAL_HEADS)}, got {kind!r}")
     train_cfg = train_cfg or TrainConfig()
     tr_frames = np.unique(clips.index[train_idx][clips.index[train_idx] >= 0])
     prep = Preprocessor(seed=seed).fit(clips.frames[tr_frames])

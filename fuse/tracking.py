@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from fuse.config import FuseConfig, config_to_dict
+from fuse.errors import FuseInputError, MissingExtraError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def track_mlflow(cfg: FuseConfig, out: Path, metrics: Mapping[str, Any], per_fol
     try:
         import mlflow
     except ImportError as exc:
-        raise RuntimeError("--track mlflow needs mlflow: pip install 'mmer-pipeline[mlflow]'") from exc
+        raise MissingExtraError("--track mlflow needs mlflow: pip install 'mmer-pipeline[mlflow]'") from exc
     uri = cfg.track_uri or (out.resolve().parent / "mlruns").as_uri()
     if uri.startswith("file:"):  # MLflow 3 keeps the file store behind an opt-in; it is what works offline
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -99,7 +100,7 @@ def track_wandb(cfg: FuseConfig, out: Path, metrics: Mapping[str, Any], per_fold
     try:
         import wandb
     except ImportError as exc:
-        raise RuntimeError("--track wandb needs wandb: pip install 'mmer-pipeline[wandb]'") from exc
+        raise MissingExtraError("--track wandb needs wandb: pip install 'mmer-pipeline[wandb]'") from exc
     run = wandb.init(project=EXPERIMENT, name=out.name, mode="offline", dir=cfg.track_uri or str(out),
                      config=config_to_dict(cfg), tags=[cfg.strategy, cfg.protocol])
     try:
@@ -119,4 +120,4 @@ def track_run(cfg: FuseConfig, out: Path, metrics: Mapping[str, Any], per_fold: 
         return track_mlflow(cfg, Path(out), metrics, per_fold)
     if cfg.track == "wandb":
         return track_wandb(cfg, Path(out), metrics, per_fold)
-    raise ValueError(f"track must be mlflow or wandb, got {cfg.track!r}")
+    raise FuseInputError(f"track must be mlflow or wandb, got {cfg.track!r}")

@@ -70,7 +70,7 @@ def _loss(model: nn.Module, batch: Batch, y: torch.Tensor, weight: torch.Tensor 
           kind: str = "ce", gamma: float = 2.0) -> torch.Tensor:
     custom = getattr(model, "loss", None)
     if callable(custom):
-        return custom(batch, y, weight)
+        return custom(batch, y, weight, kind=kind, gamma=gamma)
     return classification_loss(model(batch), y, kind=kind, gamma=gamma, weight=weight)
 
 

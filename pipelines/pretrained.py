@@ -42,6 +42,25 @@ def builtin_model(name: str) -> BuiltinModel | None:
     return BUILTIN_MODELS.get(str(name).lower())
 
 
+def finetuned_model(path: str | Path) -> BuiltinModel | None:
+    """A ``pipeline finetune`` results directory (or its ``models/final``) as a crop classifier; None otherwise."""
+    import json
+
+    path = Path(path)
+    folder = next((f for f in (path / "models" / "final", path) if (f / "finetune.json").is_file()), None)
+    if folder is None:
+        return None
+    info = json.loads((folder / "finetune.json").read_text())
+    metrics = path / "metrics.json"
+    uar = json.loads(metrics.read_text()).get("per_clip", {}).get("model", {}).get("uar") if metrics.is_file() else None
+    measured = f"clip-level UAR {uar:.1%} under its protocol (metrics.json)" if uar is not None else "no metrics.json"
+    return BuiltinModel(
+        name=path.name, backbone=f"finetuned:{folder}", classes=tuple(info["classes"]),
+        description=f"{info['backbone']['name']} fine-tuned by `pipeline finetune` on {info['target']} "
+                    f"({info['backbone']['image_size']} px input, {len(info['classes'])} classes)",
+        published=f"measured here: {measured}")
+
+
 VIDEO_CLOCK = "file_start"  # predict reports a video's times on the file's clock (t = 0 at the container's start)
 
 

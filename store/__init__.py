@@ -18,10 +18,11 @@ from store.errors import (
     NotAStoreError,
     StoreError,
 )
-from store.maintenance import GcAction, collect_garbage, is_warning
+from store.gc import GcAction, collect_garbage
 from store.reader import Store
 from store.rows import StoreData
 from store.sizing import default_chunk_rows, default_segment_rows
+from store.verify import is_warning
 from store.writer import StoreWriter
 
 __all__ = [

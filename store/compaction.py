@@ -41,6 +41,7 @@ from store.layout import (
     crash_point,
     fsync_dir,
     hostname,
+    leftover_is_dead,
     now_iso,
     remove_path,
     tmp_name,
@@ -115,8 +116,8 @@ def _read_sources(store: Store, segments: Sequence[str]) -> dict[str, dict[str, 
     others (t_start_s, labels, quality, whatever else a writer added) from the files."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for name in segments:
-        info = store._segments[name]
-        physical = store._backend.array_names(info.path)
+        info = store.segments[name]
+        physical = store.segment_backend.array_names(info.path)
         if info.is_base:
             logical = {flat: a for a, flat in info.attrs["compacted"]["arrays"].items()}
             physical = [p for p in physical if p in logical]
@@ -124,7 +125,7 @@ def _read_sources(store: Store, segments: Sequence[str]) -> dict[str, dict[str, 
             logical = {p: p for p in physical}
         from_index = {f"rows/{c}" for c in ("item", "subject", "session", "trial", "row", "fold")}
         wanted = [p for p in physical if logical[p] != _EMB and logical[p] not in from_index]
-        cols = store._backend.read_columns(info.path, wanted)
+        cols = store.segment_backend.read_columns(info.path, wanted)
         arrays = {logical[p]: np.asarray(v) for p, v in cols.items()}
         table = _table_from_index(info.items, {"rows/t_start_s": arrays["rows/t_start_s"],
                                                "rows/t_end_s": arrays["rows/t_end_s"]})
@@ -147,7 +148,7 @@ def _columns(
     offsets, off = {}, 0
     for s in segs:
         offsets[s] = off
-        off += store._segments[s].n_rows
+        off += store.segments[s].n_rows
     starts = np.array([offsets[loc.segment] + loc.start for _, loc in runs], dtype=np.int64)
     lengths = np.array([loc.n_rows for _, loc in runs], dtype=np.int64)
     total = int(lengths.sum())
@@ -162,7 +163,7 @@ def _columns(
         shape = trail.pop()
         parts = [
             sources[s][name].astype(dtype, copy=False) if name in sources[s]
-            else _fill(name, dtype, store._segments[s].n_rows, shape)
+            else _fill(name, dtype, store.segments[s].n_rows, shape)
             for s in segs
         ]
         whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -173,7 +174,7 @@ def _columns(
 def _row_shape(store: Store, segments: Sequence[str]) -> tuple[int, ...]:
     shapes = set()
     for name in segments:
-        with store._backend.embeddings_reader(store._segments[name].path) as reader:
+        with store.segment_backend.embeddings_reader(store.segments[name].path) as reader:
             shapes.add(tuple(reader.shape[1:]))
     if len(shapes) > 1:
         raise StoreError(f"{store.path}: segments disagree on the embeddings' row shape: {sorted(shapes)}")
@@ -198,7 +199,7 @@ def _write_embeddings(store: Store, writer: Any, runs: Sequence[tuple[str, Any]]
                 if reader is None:
                     if len(readers) >= 16:
                         readers.pop(next(iter(readers))).close()
-                    reader = readers[seg] = store._backend.embeddings_reader(store._segments[seg].path)
+                    reader = readers[seg] = store.segment_backend.embeddings_reader(store.segments[seg].path)
                 reader.read(src + (a - dst), src + (b - dst), buf[a - lo : b - lo])
                 if dst + k <= hi:
                     p += 1
@@ -216,8 +217,8 @@ def _write_embeddings(store: Store, writer: Any, runs: Sequence[tuple[str, Any]]
 def _covered(store: Store) -> list[SegmentInfo]:
     """Segments every item of which the base serves (nothing reads them any more)."""
     return [
-        info for name, info in sorted(store._segments.items())
-        if name != BASE_NAME and all(store._loc[it["key"]].segment == BASE_NAME for it in info.items)
+        info for name, info in sorted(store.segments.items())
+        if name != BASE_NAME and all(store.segment_of(it["key"]) == BASE_NAME for it in info.items)
     ]
 
 
@@ -265,13 +266,13 @@ def _build(store: Store, tmp: Path, durable: bool) -> tuple[dict[str, Any], int]
     runs = store._runs(None, "item")
     segs = sorted({loc.segment for _, loc in runs})
     n = sum(loc.n_rows for _, loc in runs)
-    old = store._segments.get(BASE_NAME)
+    old = store.segments.get(BASE_NAME)
     generation = int(old.attrs["compacted"]["generation"]) + 1 if old is not None else 1
     row_shape = _row_shape(store, segs)
-    chunk_rows = max(int(store._segments[s].attrs.get("chunk_rows") or 1) for s in segs) if segs else 1
+    chunk_rows = max(int(store.segments[s].attrs.get("chunk_rows") or 1) for s in segs) if segs else 1
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * store.dtype.itemsize
     shard_rows = max(chunk_rows, DEFAULT_SEGMENT_BYTES // max(1, row_bytes) // chunk_rows * chunk_rows)
-    writer = store._backend.open_base(tmp, n, row_shape, store.dtype, chunk_rows, shard_rows)
+    writer = store.segment_backend.open_base(tmp, n, row_shape, store.dtype, chunk_rows, shard_rows)
     try:
         checksums = _write_embeddings(store, writer, runs, n)
         columns = _columns(store, runs, _read_sources(store, segs))
@@ -307,17 +308,17 @@ def compact_store(path: str | Path, *, durable: bool = True) -> CompactionResult
         _clear_leftovers(store)
         store.refresh()
         covered = _covered(store)
-        new = set(store._segments) - {BASE_NAME} - {info.name for info in covered}
+        new = set(store.segments) - {BASE_NAME} - {info.name for info in covered}
         removed = _drop(store, covered, durable)
         if not new:
             store.refresh()
             return CompactionResult(store.path, False, store.n_items, store.n_rows, 0,
                                     time.perf_counter() - t0, removed)
-        tmp = store.path / tmp_name(store._backend.suffix)
-        old = store._segments.get(BASE_NAME)
+        tmp = store.path / tmp_name(store.segment_backend.suffix)
+        old = store.segments.get(BASE_NAME)
         index, written = _build(store, tmp, durable)
         crash_point("built")
-        store._backend.publish_base(store.path, tmp, None if old is None else old.attrs,
+        store.segment_backend.publish_base(store.path, tmp, None if old is None else old.attrs,
                                     int(index["compacted"]["generation"]), durable=durable)
         crash_point("published")
         store.refresh()
@@ -332,10 +333,8 @@ def compact_store(path: str | Path, *, durable: bool = True) -> CompactionResult
 
 def _clear_leftovers(store: Store) -> None:
     """Remove ``.tmp~`` bases of dead compactions in the store directory (their makers are gone)."""
-    from store.maintenance import _leftover_is_dead
-
     now = time.time()
     for entry in os.listdir(store.path):
         p = store.path / entry
-        if entry.startswith(".tmp~") and _leftover_is_dead(p, 3600.0, now):
+        if entry.startswith(".tmp~") and leftover_is_dead(p, 3600.0, now):
             remove_path(p)

@@ -10,7 +10,8 @@ Reads are ordered by (item key, row), whatever the segments and writers were, so
 identical to a 1-writer run.
 
 The modules: ``store.reader`` (``Store``), ``store.writer`` (``StoreWriter``), ``store.rows`` (``StoreData``,
-row tables), ``store.sizing`` (default chunk and segment sizes); this one holds the entry points and
+row tables), ``store.sizing`` (default chunk and segment sizes), ``store.layout`` (file names, discovery),
+``store.verify`` and ``store.gc`` (over ``Store``'s public accessors); this one holds the entry points and
 re-exports those names, so ``from store.core import ...`` keeps working.
 """
 
@@ -39,6 +40,8 @@ from store.layout import (
     STORE_FORMAT_VERSION,
     fsync_dir,
     fsync_tree,
+    is_store,
+    list_stores,
     now_iso,
     read_json,
     remove_path,
@@ -178,22 +181,3 @@ def _default_compression(backend: str) -> str | None:
 def open_store(path: str | Path) -> Store:
     """Open the store at ``path`` read-only (backend from its ``store.json``)."""
     return Store(path)
-
-
-def is_store(path: str | Path) -> bool:
-    return (Path(path) / STORE_FILE).is_file()
-
-
-def list_stores(directory: str | Path) -> list[Path]:
-    """Stores at or under ``directory`` (not descending into stores or hidden directories), sorted."""
-    root = Path(directory)
-    if is_store(root):
-        return [root]
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if STORE_FILE in filenames and Path(dirpath) != root:
-            found.append(Path(dirpath))
-            dirnames[:] = []
-            continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    return sorted(found)

@@ -232,6 +232,39 @@ def holder_alive(host: str, pid: int, start_time: float | None = None) -> bool |
     return pid_alive(pid, start_time)
 
 
+def leftover_is_dead(path: Path, min_age_s: float, now: float) -> bool:
+    """A ``.tmp~host~pid~...`` leftover may go when its maker is dead on this host, or it is older than
+    ``min_age_s`` and its maker is on another host (or unknown)."""
+    parsed = parse_tmp_name(path.name)
+    if parsed is not None:
+        alive = holder_alive(parsed[0], parsed[1])
+        if alive is not None:
+            return not alive
+    try:
+        return now - os.lstat(path).st_mtime > min_age_s
+    except FileNotFoundError:
+        return False
+
+
+def is_store(path: str | Path) -> bool:
+    return (Path(path) / STORE_FILE).is_file()
+
+
+def list_stores(directory: str | Path) -> list[Path]:
+    """Stores at or under ``directory`` (not descending into stores or hidden directories), sorted."""
+    root = Path(directory)
+    if is_store(root):
+        return [root]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if STORE_FILE in filenames and Path(dirpath) != root:
+            found.append(Path(dirpath))
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return sorted(found)
+
+
 def dir_size(path: Path) -> int:
     total = 0
     for dirpath, _dirnames, filenames in os.walk(path):

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -35,42 +36,12 @@ from store.layout import (
 )
 from store.rows import StoreData, _column_or_fill, _frame, _frame_columns, _table_from_index
 from store.schema import Manifest
+from store.segments import SegmentInfo
+from store.verify import verify_store
 
 log = logging.getLogger(__name__)
 
 Order = Literal["item", "segment"]
-
-
-@dataclass
-class SegmentInfo:
-    """A published segment and its index attribute (``items``, ``columns``, ``checksums``, ...)."""
-
-    name: str
-    path: Path
-    attrs: dict[str, Any]
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.attrs["n_rows"])
-
-    @property
-    def items(self) -> list[dict[str, Any]]:
-        return self.attrs["items"]
-
-    @property
-    def columns(self) -> dict[str, str]:
-        """Label and quality columns of this segment: ``{"labels/valence": "float64", "quality/x": "bool"}``."""
-        return dict(self.attrs.get("columns", {}))
-
-    @property
-    def is_base(self) -> bool:
-        """True for the compacted base (``store.compaction``), whose arrays have flat names."""
-        return "compacted" in self.attrs
-
-    def physical(self, name: str) -> str:
-        """Where array ``name`` (e.g. ``rows/t_start_s``) is stored: the same name in a segment, the flat name
-        (``t_start_s``) in the compacted base."""
-        return self.attrs.get("compacted", {}).get("arrays", {}).get(name, name)
 
 
 @dataclass(frozen=True)
@@ -168,6 +139,26 @@ class Store:
     def claims_dir(self) -> Path:
         return self.path / CLAIMS_DIR
 
+    @property
+    def segments(self) -> Mapping[str, SegmentInfo]:
+        """The readable segments (and the compacted base, as ``BASE_NAME``) by name; a read-only view."""
+        return MappingProxyType(self._segments)
+
+    @property
+    def bad_segments(self) -> Mapping[str, str]:
+        """Segments readers ignore because their index is unreadable: name -> the error; a read-only view."""
+        return MappingProxyType(self._bad_segments)
+
+    @property
+    def segment_backend(self) -> SegmentBackend:
+        """The backend that reads (and, for a writer, writes) this store's segment files."""
+        return self._backend
+
+    def segment_of(self, key: str) -> str | None:
+        """The segment readers take committed item ``key`` from (the first of its copies), or None."""
+        loc = self._loc.get(key)
+        return None if loc is None else loc.segment
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({str(self.path)!r}, backend={self.backend!r}, items={len(self._loc)}, "
@@ -255,7 +246,8 @@ class Store:
             if info.name < old.segment:  # the lexicographically first segment wins
                 self._loc[key] = loc
 
-    def _failed_records(self) -> dict[str, dict[str, Any]]:
+    def failure_records(self) -> dict[str, dict[str, Any]]:
+        """Every readable failure record by key, those of items committed since included (``failures()`` not)."""
         try:
             names = [n for n in os.listdir(self.failed_dir) if n.endswith(".json") and not n.startswith(".")]
         except FileNotFoundError:
@@ -297,12 +289,12 @@ class Store:
         if status == "done":
             return sorted(self._loc)
         if status == "failed":
-            return sorted(k for k in self._failed_records() if k not in self._loc)
+            return sorted(k for k in self.failure_records() if k not in self._loc)
         raise ValueError(f"status must be 'done' or 'failed', not {status!r}")
 
     def failures(self) -> dict[str, str]:
         """Failed (and not since committed) items: key -> error text, sorted by key."""
-        recs = self._failed_records()
+        recs = self.failure_records()
         return {k: str(recs[k].get("error", "")) for k in sorted(recs) if k not in self._loc}
 
     def item_info(self, key: str) -> dict[str, Any]:
@@ -312,7 +304,7 @@ class Store:
             info = {k: v for k, v in loc.info.items() if k != "start"}
             info.update(status="done", segment=loc.segment)
             return info
-        rec = self._failed_records().get(key)
+        rec = self.failure_records().get(key)
         if rec is not None:
             return {"key": key, "status": "failed", "n_rows": 0, "timing_s": rec.get("timing_s"), "meta": {},
                     "error": rec.get("error", ""), "writer": rec.get("writer"), "time": rec.get("time")}
@@ -515,8 +507,6 @@ class Store:
     # -- health and summary
     def verify(self, *, checksums: bool = True) -> list[str]:
         """Problems found, one line each; [] = healthy. Lines starting ``warning:`` are not errors."""
-        from store.maintenance import verify_store
-
         return verify_store(self, checksums=checksums)
 
     def size_bytes(self) -> int:

@@ -17,7 +17,15 @@ import numpy as np
 
 from extract.audio.decode import AudioDecodeError, read_audio
 from extract.audio.features import log_mel, window_grid, window_stats
-from extract.audio.speech import TINY, load_speech_model, model_frame_hop, weights_sha256
+from extract.audio.speech import (
+    TINY,
+    expected_sample_rate,
+    load_speech_model,
+    model_frame_hop,
+    resolve_speech_model,
+    weights_sha256,
+)
+from extract.backbones.hub import weights_sha256 as file_weights_sha256
 from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DatasetReader, Item
 from store.schema import ItemRows
@@ -97,7 +105,13 @@ class AudioFeatureExtractor(FeatureExtractor):
     def __init__(self, config: AudioConfig | None = None, device: Any = None, **options: Any) -> None:
         self.config = dataclasses.replace(config or AudioConfig(), **options)
         self.device = device
-        self.speech = load_speech_model(self.config.model) if "speech" in self.config.features else None
+        wants_speech = "speech" in self.config.features
+        self.resolved = resolve_speech_model(self.config.model) if wants_speech else None
+        self.speech = load_speech_model(self.config.model, self.resolved) if wants_speech else None
+        rate = expected_sample_rate(self.resolved)
+        if rate and rate != self.config.sample_rate:
+            raise ValueError(f"speech model {self.config.model!r} expects {rate} Hz audio but the audio path resamples "
+                             f"to {self.config.sample_rate} Hz; set audio_options.sample_rate={rate}")
 
     def _speech_dim(self) -> int:
         return int(self.speech.config.hidden_size) if self.speech is not None else 0
@@ -109,7 +123,14 @@ class AudioFeatureExtractor(FeatureExtractor):
             names += [f"mel{i:02d}_{s}" for s in ("mean", "std") for i in range(cfg.n_mels)]
         if self.speech is not None:
             names += [f"speech{i:03d}_{s}" for s in ("mean", "std") for i in range(self._speech_dim())]
-        model = ({"id": cfg.model, "weights_sha256": weights_sha256(self.speech)} if self.speech is not None else {})
+        model: dict[str, Any] = {}
+        if self.speech is not None:
+            resolved = self.resolved
+            model = {"id": resolved.model_id if resolved else cfg.model,
+                     "revision": resolved.revision if resolved else None,
+                     "family": str(self.speech.config.model_type),
+                     "weights_sha256": (file_weights_sha256(resolved.weight_files()) if resolved
+                                        else weights_sha256(self.speech))}
         return {
             "extractor": f"audio/{cfg.features}", "extractor_version": EXTRACTOR_VERSION, "dim": len(names),
             "dtype": "float32", "config": dataclasses.asdict(cfg), "model": model,

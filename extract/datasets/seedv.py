@@ -50,7 +50,8 @@ def load_npz_dicts(path: Path, members: tuple[str, ...] = ("data", "label")) -> 
         raise DatasetError(f"{path}: file not found")
     out: dict[str, dict[int, np.ndarray]] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # our own handle: np.load leaks the file it opened when the zip is truncated (ResourceWarning)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             missing = [k for k in ("data", "label") if k not in npz.files]
             if missing:
                 raise DatasetError(f"{path}: npz lacks key(s) {', '.join(missing)} (has {', '.join(npz.files) or 'none'})")

@@ -223,7 +223,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 def _resnet(name: str, weights: str = "auto", **_: Any) -> Adapter:
     block, layers = RESNETS[name]
-    arch = {"family": "resnet", "block": block, "layers": layers, "image_size": 64 if name == "tiny-resnet" else 224,
+    arch = {"family": "resnet", "block": block, "layers": layers, "image_size": 32 if name == "tiny-resnet" else 224,
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -1,9 +1,12 @@
-"""Resumable training state in safetensors (tensors) + JSON (counters, RNG states, scheduler), published atomically.
+"""Resumable training state in safetensors (tensors) + JSON (counters, RNG states, scheduler), committed atomically.
 
-A checkpoint folder holds ``model.safetensors`` (the weights after the last finished epoch), ``optim.safetensors``
-(the optimiser's tensors), ``best.safetensors`` (the best-validation weights so far) and ``state.json`` (epoch,
-early-stopping counters, scheduler/scaler/optimiser scalars, RNG states, the config's training fingerprint), which
-is written last: a checkpoint counts only once its ``state.json`` is in place. Nothing is unpickled.
+A checkpoint folder holds, per committed epoch N, ``model-N.safetensors`` (the weights after epoch N),
+``optim-N.safetensors`` (the optimiser's and RNGs' tensors), ``best-M.safetensors`` (the best-validation weights so
+far, from epoch M) and ``state.json`` (epoch, early-stopping counters, scheduler/scaler/optimiser scalars, RNG
+states, the config's training fingerprint, the names of those three files), which is replaced last: a checkpoint
+counts only once its ``state.json`` names it. A run killed at any point (even while writing) leaves the previous
+epoch's files and ``state.json`` intact; files no ``state.json`` names are removed after each commit. Nothing is
+unpickled.
 """
 
 from __future__ import annotations
@@ -60,17 +63,32 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
 
 
+def epoch_file(kind: str, epoch: int) -> str:
+    """``model-0003.safetensors``: the file of ``kind`` (model, optim, best) written after ``epoch``."""
+    return f"{kind}-{int(epoch):04d}.safetensors"
+
+
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict[str, Any], rng_tensors: dict[str, torch.Tensor]) -> None:
-    """Weights, optimiser and RNG tensors, then ``state.json`` last (the commit)."""
+                    state: dict[str, Any], rng_tensors: dict[str, torch.Tensor], best_file: str | None) -> None:
+    """Epoch ``state["epoch"]``'s weights, optimiser and RNG tensors in new files, then ``state.json`` naming them
+    (and ``best_file``) replaces the old one (the commit); then the files of earlier epochs go."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(model, folder / "model.safetensors")
+    files = {"model": epoch_file("model", state["epoch"]), "optim": epoch_file("optim", state["epoch"]),
+             "best": best_file}
+    save_weights(model, folder / files["model"])
     tensors, rest = optimizer_tensors(optimizer)
-    _atomic_save({**tensors, **{f"rng.{k}": v for k, v in rng_tensors.items()}}, folder / "optim.safetensors")
+    _atomic_save({**tensors, **{f"rng.{k}": v for k, v in rng_tensors.items()}}, folder / files["optim"])
     tmp = folder / (STATE + ".tmp")
-    tmp.write_text(json.dumps({**state, "optimizer": rest}, default=float))
+    with open(tmp, "w") as f:
+        f.write(json.dumps({**state, "optimizer": rest, "files": files}, default=float))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, folder / STATE)
+    keep = {name for name in files.values() if name}
+    for path in folder.glob("*.safetensors"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:
@@ -86,8 +104,8 @@ def load_checkpoint(folder: Path, model: torch.nn.Module,
     state = read_state(folder)
     if state is None:
         raise FileNotFoundError(f"{folder}: no {STATE}")
-    load_weights(model, folder / "model.safetensors")
-    tensors = load_file(str(folder / "optim.safetensors"))
+    load_weights(model, folder / state["files"]["model"])
+    tensors = load_file(str(folder / state["files"]["optim"]))
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     restore_optimizer(optimizer, {k: v for k, v in tensors.items() if not k.startswith("rng.")}, state["optimizer"])
     return state, rng

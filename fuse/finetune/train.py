@@ -19,7 +19,14 @@ import torch
 
 from fuse.finetune.augment import mixup, to_pixels
 from fuse.finetune.backbones import FinetuneNet
-from fuse.finetune.checkpoint import load_checkpoint, load_weights, read_state, save_checkpoint, save_weights
+from fuse.finetune.checkpoint import (
+    epoch_file,
+    load_checkpoint,
+    load_weights,
+    read_state,
+    save_checkpoint,
+    save_weights,
+)
 from fuse.finetune.config import FinetuneConfig
 from fuse.finetune.losses import balanced_order, classification_loss
 from fuse.train import class_weights, inner_split
@@ -107,6 +114,7 @@ def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     gen.manual_seed(seed)
     y_dev = torch.as_tensor(y, device=device)
     best_loss, best_epoch, stale, start = math.inf, 0, 0, 0
+    best_file: str | None = None
 
     state = read_state(ckpt_dir)
     if state is not None:
@@ -118,6 +126,7 @@ def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, 
         scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
         _restore_rngs(rng, gen, tensors, state["numpy_rng"])
         best_loss, best_epoch, stale, start = state["best_loss"], state["best_epoch"], state["stale"], state["epoch"]
+        best_file = state["files"]["best"]
         log.info("%s: resuming after epoch %d", ckpt_dir, start)
     resumed_from = start
     epoch = start
@@ -148,7 +157,8 @@ def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, 
         if val_loss < best_loss - 1e-6:
             best_loss, best_epoch, stale = val_loss, epoch, 0
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            save_weights(net, ckpt_dir / "best.safetensors")
+            best_file = epoch_file("best", epoch)  # a new file: the committed best stays until state.json moves on
+            save_weights(net, ckpt_dir / best_file)
         else:
             stale += 1
         finished = stale >= cfg.patience or epoch >= cfg.epochs
@@ -157,15 +167,15 @@ def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, 
             "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale, "finished": finished,
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "numpy_rng": np_state, "training_fingerprint": cfg.training_fingerprint(), "val_loss": val_loss,
-        }, rng_tensors)
+        }, rng_tensors, best_file)
         log.debug("%s epoch %d: val loss %.4f (best %.4f @ %d)", ckpt_dir.name, epoch, val_loss, best_loss,
                   best_epoch)
         if on_epoch is not None:
             on_epoch(epoch, val_loss)
         if stop_after_epoch is not None and epoch >= stop_after_epoch and not finished:
             raise TrainingInterrupted(f"stopped after epoch {epoch} (checkpoint in {ckpt_dir})")
-    if (ckpt_dir / "best.safetensors").is_file():
-        load_weights(net, ckpt_dir / "best.safetensors")
+    if best_file is not None:
+        load_weights(net, ckpt_dir / best_file)
     net.eval()
     return FitReport(epochs_run=epoch, best_epoch=best_epoch, best_val_loss=float(best_loss), n_train=len(tr),
                      n_val=len(va), resumed_from=resumed_from)

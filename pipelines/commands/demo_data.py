@@ -55,6 +55,18 @@ def demo_data(
     workers: Annotated[
         int, typer.Option(help="deap: processes encoding videos; more than 1 pays off only for large fixtures.")
     ] = 1,
+    audio: Annotated[
+        bool, typer.Option("--audio", help="ravdess: also write the audio-visual (01) clips, whose voice track "
+                           "carries a planted per-emotion pitch (for `--modality all` and face + audio fusion).")
+    ] = False,
+    noise: Annotated[
+        float | None, typer.Option(help="ravdess: std (in classes) of independent per-clip noise on the face "
+                                   "style and on the voice pitch, so each modality alone errs (default 0).")
+    ] = None,
+    pairs: Annotated[
+        bool, typer.Option("--pairs", help="ravdess: face and voice each show one signal per pair of emotions "
+                           "(different pairs), so only fusing both names the emotion.")
+    ] = False,
 ) -> None:
     """Write a small dataset in DATASET's real layout (labels carry a learnable signal), then list it."""
     from extract.datasets import create_dataset
@@ -69,6 +81,12 @@ def demo_data(
         extra["frame_size"] = size
     if name == "deap":
         extra["workers"] = workers
+    ravdess_only = {"audio_visual": audio, "noise": noise, "pairs": pairs}
+    given = [opt for opt, value in ravdess_only.items() if value]
+    if given and name != "ravdess":
+        raise typer.BadParameter(f"--audio, --noise and --pairs apply to ravdess, not {name}")
+    if given:
+        extra |= {opt: value for opt, value in ravdess_only.items() if value is not None}
     started = time.perf_counter()
     try:
         root = write_fixture(name, out, seed=seed, subjects=subjects, trials=trials, seconds=seconds, **extra)

@@ -70,6 +70,18 @@ def fuse_command(
     max_yaw: Annotated[float | None, typer.Option("--max-yaw", help="Face rows whose |head yaw| exceeds this "
                                                   "many degrees count as no-face rows (default: keep all).",
                                                   rich_help_panel=EVAL)] = None,
+    max_pitch: Annotated[float | None, typer.Option("--max-pitch", help="The same for |head pitch| (degrees).",
+                                                    rich_help_panel=EVAL)] = None,
+    min_face_px: Annotated[float | None, typer.Option("--min-face-px", help="Face rows whose face is smaller "
+                                                      "(sqrt of the box area, px) count as no-face rows.",
+                                                      rich_help_panel=EVAL)] = None,
+    min_sharpness: Annotated[float | None, typer.Option("--min-sharpness", help="Face rows whose crop is blurrier "
+                                                        "(variance of the Laplacian, q_blur) count as no-face "
+                                                        "rows.", rich_help_panel=EVAL)] = None,
+    max_align_residual: Annotated[float | None, typer.Option("--max-align-residual", help="Face rows whose "
+                                                             "alignment residual (crop px; ~4 frontal, >= 9 "
+                                                             "profile or non-human) exceeds this count as no-face "
+                                                             "rows.", rich_help_panel=EVAL)] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
                                              rich_help_panel=EVAL)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the run's "
@@ -108,9 +120,10 @@ def fuse_command(
     inputs = ", ".join(str(s) for s in stores) if stores else cache or (f"the stores of {config}" if config else None)
     log.info("fuse: %s: reading the stores, training, evaluating; results follow", inputs or "(no inputs given)")
     from fuse.config import FuseConfig
-    from fuse.data import FuseDataError
+    from fuse.errors import FuseInputError, MissingExtraError
     from fuse.run import run_fuse
     from pipelines.config import ConfigError, build_config, parse_overrides, read_config_file
+    from store import StoreError
     from store.registry import UnknownNameError
 
     overrides: dict[str, Any] = {
@@ -131,6 +144,10 @@ def fuse_command(
         "window_s": window_s,
         "require_all": require_all or None,
         "max_yaw": max_yaw,
+        "max_pitch": max_pitch,
+        "min_face_px": min_face_px,
+        "min_sharpness": min_sharpness,
+        "max_align_residual": max_align_residual,
         "seed": seed,
         "out": str(out) if out else None,
         "save_final": False if no_save_final else None,
@@ -141,14 +158,9 @@ def fuse_command(
         "attention_items": list(attention_item) if attention_item else None,
     }
     overrides = {key: v for key, v in overrides.items() if v is not None}
-    errors: tuple[type[BaseException], ...] = (ConfigError, FuseDataError, UnknownNameError, FileNotFoundError,
-                                               FileExistsError, RuntimeError)
-    try:
-        from store import StoreError  # type: ignore[attr-defined]
-
-        errors = (*errors, StoreError)
-    except ImportError:
-        pass
+    # bad input only (FuseDataError is a FuseInputError); any other exception is a bug and keeps its traceback
+    errors = (ConfigError, FuseInputError, MissingExtraError, UnknownNameError, FileNotFoundError, FileExistsError,
+              StoreError)
     try:
         file_layer = read_config_file(config) if config else None
         if stores or cache:  # explicit inputs replace the input fields of a config file, recorded stores included
@@ -159,7 +171,7 @@ def fuse_command(
         cfg = build_config(FuseConfig, file_layer, parse_overrides(set_ or []), overrides,
                            source=str(config) if config else "options")
         result = run_fuse(cfg, overwrite=overwrite)
-    except (*errors, ValueError) as exc:
+    except errors as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     print_summary(result.metrics, result.per_fold, title=str(result.out))

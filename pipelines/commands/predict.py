@@ -13,8 +13,8 @@ from pipelines.logs import console
 
 log = logging.getLogger(__name__)
 
-MODEL_HELP = ("A built-in pretrained model (fer2013: FER2013 mini-Xception, 7 classes) or the results directory of "
-              "a `pipeline fuse --strategy face` run.")
+MODEL_HELP = ("A built-in pretrained model (fer2013: FER2013 mini-Xception, 7 classes), the results directory of "
+              "a `pipeline fuse --strategy face` run, or that of a `pipeline finetune` run.")
 
 
 def predict_command(
@@ -52,6 +52,10 @@ def predict_command(
     from pipelines.pretrained import builtin_model
 
     spec = None if Path(model).is_dir() else builtin_model(model)  # a results directory wins over a name
+    if spec is None and Path(model).is_dir():  # a `pipeline finetune` results dir scores like a built-in model
+        from pipelines.pretrained import finetuned_model
+
+        spec = finetuned_model(model)
     if spec is None:
         if not video:
             _fail(f"--model {model}: {given[0]} needs a built-in model (fer2013); a fuse model scores --video only")

@@ -138,9 +138,10 @@ def extractor_recipe(kind: str, cfg: ExtractConfig) -> ExtractorRecipe:
 
 
 def _slug(text: str) -> str:
-    text = text.replace("hf:", "hf-").replace("local:", "local-")
-    if text.startswith("local-"):
-        text = "local-" + Path(text[len("local-") :]).name
+    text = text.replace("hf:", "hf-").replace("local:", "local-").replace("finetuned:", "finetuned-")
+    for prefix in ("local-", "finetuned-"):
+        if text.startswith(prefix):
+            text = prefix + Path(text[len(prefix) :]).name
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 

@@ -217,8 +217,9 @@ class WorkerContext:
                 results = list(extractor.extract_many(reader, items))
                 if len(results) != len(items):
                     raise RuntimeError(f"extract_many returned {len(results)} results for {len(items)} items")
-            except Exception:
-                log.debug("extract_many failed; redoing the %d items one by one", len(items), exc_info=True)
+            except Exception as exc:
+                log.warning("extract_many failed (%s); redoing the %d items one by one", _error_line(exc), len(items),
+                            exc_info=True)
                 results = [r for item in items for r in _extract_one(extractor, reader, item)]
         return results, dict(getattr(extractor, "last_stage_s", None) or {})
 
@@ -229,8 +230,7 @@ class WorkerContext:
             result = ValueError(f"extractor returned rows for {result.key!r}, expected {item.key!r}")
         if isinstance(result, Exception):
             error = _error_line(result)
-            log.debug("item %s failed:\n%s", item.key,
-                      "".join(traceback.format_exception(type(result), result, result.__traceback__)))
+            _log_failure(item.key, result)
             writer.mark_failed(item.key, error, timing_s=seconds)
             return ItemOutcome(task.path, item.key, "failed", 0, seconds, stages, error, self.writer_id)
         t1 = time.perf_counter()
@@ -270,6 +270,19 @@ def _extract_one(extractor: Any, reader: DatasetReader, item: Item) -> list[Any]
         return [extractor.extract(reader, item)]
     except Exception as exc:  # one bad item must not stop the run
         return [exc]
+
+
+def _log_failure(key: str, exc: BaseException) -> None:
+    """An ``ItemError`` is the item's own fault (traceback at debug); any other exception may be a bug: its
+    traceback is logged at WARNING, as well as recorded as the item's failure."""
+    from extract.base import ItemError
+
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, ItemError):
+        log.debug("item %s failed:\n%s", key, trace)
+    else:
+        log.warning("item %s failed with an unexpected %s (recorded as its failure):\n%s", key, type(exc).__name__,
+                    trace)
 
 
 def _error_line(exc: BaseException) -> str:

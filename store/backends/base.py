@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from store.errors import CorruptSegmentError, StoreError
-from store.layout import io_pool
+from store.layout import io_pool, remove_path
 from store.registry import Registry
 
 
@@ -167,8 +167,6 @@ class SegmentWriter(ABC):
 
     def abort(self) -> None:
         """Remove whatever was written."""
-        from store.layout import remove_path
-
         self.close()
         remove_path(self.path)
 
@@ -205,8 +203,6 @@ class BaseWriter(ABC):
         """Write the root attributes (JSON-able) and, with ``durable``, fsync everything."""
 
     def abort(self) -> None:
-        from store.layout import remove_path
-
         remove_path(self.path)
 
 

@@ -19,41 +19,10 @@ from typing import Any
 import numpy as np
 
 from store.backends.base import BACKENDS, ChunkFileReader, EmbeddingsReader, SegmentBackend, SegmentWriter
+from store.backends.hdf5_base import H5BaseWriter, publish_h5_base, read_h5_base
+from store.backends.hdf5_format import _EMB, _encode_fixed_utf8, _is_str, _open
 from store.errors import CorruptSegmentError
 from store.layout import COMPACT_ATTR, COMPACT_H5, SEGMENT_ATTR, fsync_tree
-
-_EMB = "embeddings"
-
-
-def _open(path: Path, mode: str = "r") -> Any:
-    import h5py
-
-    try:
-        return h5py.File(path, mode)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise CorruptSegmentError(f"{path}: cannot open as HDF5 ({exc})") from exc
-
-
-def _is_str(dataset: Any) -> bool:
-    import h5py
-
-    return h5py.check_string_dtype(dataset.dtype) is not None
-
-
-def _encode_fixed_utf8(values: np.ndarray) -> np.ndarray:
-    """Strings -> fixed-length UTF-8 bytes (``S<max>``), encoding each run of equal values once (row columns
-    repeat one value per item). Fixed-length strings write ~10x faster than h5py's variable-length ones."""
-    n = len(values)
-    if n == 0:
-        return np.empty(0, "S1")
-    change = np.flatnonzero(values[1:] != values[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    counts = np.diff(np.concatenate((starts, [n])))
-    runs = np.array([str(values[i]).encode("utf-8") for i in starts.tolist()], dtype=object)
-    width = max(1, max(len(b) for b in runs))
-    return np.repeat(runs.astype(f"S{width}"), counts)
 
 
 class _H5ChunkReader(ChunkFileReader):
@@ -244,18 +213,12 @@ class HDF5Backend(SegmentBackend):
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def read_base_attrs(self, root):  # type: ignore[override]
-        from store.backends.hdf5_base import read_h5_base
-
         return read_h5_base(Path(root))
 
     def open_base(self, tmp, n_rows, row_shape, dtype, chunk_rows, shard_rows):  # type: ignore[override]
-        from store.backends.hdf5_base import H5BaseWriter
-
         return H5BaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows)
 
     def publish_base(self, root, tmp, old, generation, *, durable):  # type: ignore[override]
-        from store.backends.hdf5_base import publish_h5_base
-
         publish_h5_base(Path(root), Path(tmp), durable=durable)
 
     @contextmanager

@@ -20,10 +20,8 @@ from typing import Any
 import numpy as np
 
 from store.backends.base import BaseWriter
-from store.backends.hdf5_backend import _encode_fixed_utf8
+from store.backends.hdf5_format import _EMB, _encode_fixed_utf8, _open
 from store.layout import COMPACT_ATTR, COMPACT_H5, fsync_dir, fsync_tree
-
-_EMB = "embeddings"
 
 
 class H5BaseWriter(BaseWriter):
@@ -76,8 +74,6 @@ class H5BaseWriter(BaseWriter):
 
 
 def read_h5_base(root: Path) -> dict[str, Any] | None:
-    from store.backends.hdf5_backend import _open
-
     path = Path(root) / COMPACT_H5
     if not path.exists():
         return None

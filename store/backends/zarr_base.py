@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from store.backends.base import BaseWriter
-from store.backends.zarr_backend import (
+from store.backends.zarr_format import (
     _EMPTY,
     _SEP,
     _array_meta,

@@ -59,6 +59,8 @@ def test_fusion_runs_with_the_dataset_root_deleted(store_dir: Path, tmp_path: Pa
     (["--target", "happiness"], "labels available"),
     (["--protocol", "dfew"], "needs the store's fold column"),
     (["--protocol", "cross-session"], "at least two sessions"),
+    (["--max-pitch", "120"], "max_pitch must be in [0, 90]"),  # each face-quality option reaches FuseConfig
+    (["--min-face-px", "-3"], "min_face_px must be >= 0"),
 ])
 def test_bad_requests_exit_2_with_a_reason(store_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["fuse", "--cache", str(store_dir), "--out", str(tmp_path / "x"), *args])

@@ -101,3 +101,26 @@ def test_class_names_recorded_by_the_reader_win_over_the_standard_table() -> Non
     assert named.classes == ("positive", "negative", "surprise")
     standard = make_target(rows, "emotion", dataset="dfew")  # a store without recorded names: the 7-class table
     assert standard.classes == ("happy", "sad", "angry")
+
+
+def test_quality_limits_exclude_face_rows_outside_each_bound() -> None:
+    from fuse.config import FuseConfig
+
+    eeg, face = _two_items()
+    face.rows["q_yaw_deg"] = [5.0, -50.0, 0.0, np.nan, 1.0, 2.0, 0.0]
+    face.rows["q_pitch_deg"] = [0.0, 0.0, 0.0, np.nan, 0.0, -40.0, 0.0]
+    face.rows["q_face_px"] = [80.0, 80.0, 20.0, np.nan, 80.0, 80.0, 80.0]
+    face.rows["q_blur"] = [90.0, 90.0, 90.0, np.nan, 3.0, 90.0, 90.0]
+    face.rows["q_align_residual"] = [4.0, 4.0, 4.0, np.nan, 4.0, 4.0, 12.0]
+    cfg = FuseConfig(max_yaw=30, max_pitch=30, min_face_px=40, min_sharpness=10, max_align_residual=9)
+    removed = face.filter_quality(cfg.quality_limits())
+    assert removed == {"max_yaw": 1, "max_pitch": 1, "min_face_px": 1, "min_sharpness": 1, "max_align_residual": 1}
+    table = align([face, eeg])
+    # item 1 keeps only the frame at 0 s (yaw -50 at 0.5, 20 px at 1.0, blurred at 2.5); item 2 loses its -40 pitch
+    np.testing.assert_allclose(table.features["face"][:, 0], [1.0, np.nan, np.nan, np.nan, np.nan])
+    assert table.rows["n_face"].tolist() == [1, 0, 0, 0, 0]
+    assert FuseConfig().quality_limits() == {}
+    with pytest.raises(ValueError, match="max_pitch must be in"):
+        FuseConfig(max_pitch=120)
+    with pytest.raises(ValueError, match="min_face_px must be >= 0"):
+        FuseConfig(min_face_px=-1)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +20,18 @@ from fuse.finetune.data import load_crops
 from fuse.finetune.losses import balanced_order, focal_loss
 from fuse.finetune.run import build_net, load_finetuned, run_finetune
 from fuse.finetune.train import TrainingInterrupted, fit
+from fuse.train import torch_threads
 from tests.fuse.finetune_fixtures import write_crop_store
 
 FAST = dict(backbone="tiny-resnet", epochs=6, batch_size=16, patience=50, augment=False, device="cpu",
-            save_final=False, lr_backbone=3e-3, lr_head=3e-3, dropout=0.0)
+            save_final=False, lr_backbone=3e-3, lr_head=3e-3, dropout=0.0, threads=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: the tiny nets are faster so on a shared CI machine (and the tests deterministic)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +111,57 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(crop_store: Path, tmp_pat
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
     files = {p.name for p in (tmp_path / "killed").iterdir()}
-    assert files == {"model.safetensors", "optim.safetensors", "best.safetensors", "state.json"}
+    best = read_state(tmp_path / "killed")["files"]["best"]
+    assert files == {"model-0004.safetensors", "optim-0004.safetensors", best, "state.json"}
+
+
+KILLED_RUN = """
+import sys, torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads(1)
+from fuse.finetune.config import FinetuneConfig
+from fuse.finetune.data import load_crops
+from fuse.finetune.run import build_net
+from fuse.finetune.train import fit
+cfg = FinetuneConfig(**{cfg!r})
+data = load_crops(cfg.store)
+net, _ = build_net(cfg, 2, seed=3)
+fit(net, data.crops, data.rows["label_emotion"].to_numpy(), data.rows["item"].to_numpy(), 2, cfg, {ckpt!r}, seed=3,
+    on_epoch=lambda e, loss: print("epoch", e, flush=True))
+"""
+
+
+@pytest.mark.slow
+def test_a_sigkilled_process_resumes_from_its_last_committed_epoch(crop_store: Path, tmp_path: Path) -> None:
+    """SIGKILL at whatever point the process has reached after epoch 2 (mid-epoch or mid-write): the folder still
+    holds a consistent checkpoint, and resuming from it ends where an uninterrupted run ends."""
+    fields = {**FAST, "epochs": 4, "augment": True, "frozen_layers": 1, "store": str(crop_store)}
+    cfg = FinetuneConfig(**fields)
+    data = load_crops(crop_store)
+    y, items = data.rows["label_emotion"].to_numpy(np.int64), data.rows["item"].to_numpy()
+    ckpt = tmp_path / "killed"
+    script = KILLED_RUN.format(root=str(Path(__file__).resolve().parents[2]), cfg=fields, ckpt=str(ckpt))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.strip() == "epoch 2":
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    state = read_state(ckpt)
+    assert state is not None and 2 <= state["epoch"] < 4
+    for name in state["files"].values():
+        assert (ckpt / name).is_file(), name
+    resumed, _ = build_net(cfg, 2, seed=99)
+    report = fit(resumed, data.crops, y, items, 2, cfg, ckpt, seed=3)
+    assert report.resumed_from == state["epoch"] and report.epochs_run == 4
+    straight, _ = build_net(cfg, 2, seed=3)
+    fit(straight, data.crops, y, items, 2, cfg, tmp_path / "straight", seed=3)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
 
 
 def test_focal_loss_matches_the_reference_formula() -> None:
@@ -139,3 +201,36 @@ def test_saved_model_loads_from_safetensors_and_refuses_pickles(crop_store: Path
     from fuse.finetune.backbones import load_state_file
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         load_state_file(bad)
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_whole(crop_store: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epoch 3's weights are written, then the process dies before its optimiser file and state.json: the folder
+    still resumes from epoch 2 exactly (the weights file state.json names was not overwritten)."""
+    from fuse.finetune import checkpoint
+
+    data = load_crops(crop_store)
+    y, items = data.rows["label_emotion"].to_numpy(np.int64), data.rows["item"].to_numpy()
+    cfg = FinetuneConfig(store=str(crop_store), frozen_layers=2, **{**FAST, "epochs": 3})
+    straight, _ = build_net(cfg, 2, seed=1)
+    fit(straight, data.crops, y, items, 2, cfg, tmp_path / "straight", seed=1)
+    crashed, _ = build_net(cfg, 2, seed=1)
+    with pytest.raises(TrainingInterrupted):
+        fit(crashed, data.crops, y, items, 2, cfg, tmp_path / "ck", seed=1, stop_after_epoch=2)
+    real_save = checkpoint._atomic_save
+
+    def dies_at_the_optimiser(tensors: dict, path: Path) -> None:
+        if path.name.startswith("optim-"):
+            raise KeyboardInterrupt("killed while writing")
+        real_save(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "_atomic_save", dies_at_the_optimiser)
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashed, data.crops, y, items, 2, cfg, tmp_path / "ck", seed=1)
+    monkeypatch.setattr(checkpoint, "_atomic_save", real_save)
+    assert read_state(tmp_path / "ck")["epoch"] == 2
+    resumed, _ = build_net(cfg, 2, seed=7)
+    report = fit(resumed, data.crops, y, items, 2, cfg, tmp_path / "ck", seed=1)
+    assert report.resumed_from == 2 and report.epochs_run == 3
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name

@@ -68,6 +68,8 @@ def test_gate_tables_summarise_per_subject_and_class() -> None:
     subj = tables["subject"].set_index("subject")
     assert math.isclose(subj.loc["s1", "gate_eeg_mean"], 0.3) and math.isclose(subj.loc["s2", "gate_eeg_std"], 0.1)
     assert tables["class"].set_index("class").loc["high", "n"] == 2
+    flipped = gate_tables(preds.assign(y_true=[1, 1, 0, 0]), ["low", "high"])["class"]
+    assert list(flipped["class"]) == ["low", "high"]  # the classes' order, not alphabetical
     assert list(tables["sample"]["class"]) == ["low", "low", "high", "high"]
     spread = subject_spread(pd.DataFrame({"accuracy": [0.5, 0.7], "baseline_accuracy": [0.6, 0.6]}))
     assert math.isclose(spread["accuracy_mean"], 0.6) and math.isclose(spread["accuracy_std"], 0.1)
@@ -107,7 +109,7 @@ def test_single_class_folds_are_flagged(small, tmp_path: Path) -> None:
 
 
 def test_mlflow_run_is_read_back_by_mlflows_client(small, tmp_path: Path) -> None:
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow  # a test dependency (setup.cfg [test]): make test installs it, so this never skips
     uri = (tmp_path / "mlruns").as_uri()
     cfg = FuseConfig(strategy="early", protocol="loso", out=str(tmp_path / "run"), save_final=False, track="mlflow",
                      track_uri=uri)

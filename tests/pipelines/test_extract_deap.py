@@ -82,6 +82,29 @@ def test_face_and_eeg_stores_end_to_end(serial_run) -> None:  # noqa: ANN001
     assert summary["rows"] == 20 and summary["rows_per_s"] > 0
 
 
+def test_eeg_face_and_peripheral_fuse_as_three_modalities(serial_run) -> None:  # noqa: ANN001
+    from fuse.config import FuseConfig
+    from fuse.run import run_fuse
+
+    peripheral = serial_run.store("peripheral")
+    assert peripheral.path.name.startswith("peripheral-") and peripheral.missing == []
+    pt = store_table(peripheral.path)
+    assert pt["embeddings"].shape == (12, 8 * 5)  # 6 trials x two 1 s windows; 8 channels x 5 statistics
+    stores = tuple(str(serial_run.store(kind).path) for kind in ("eeg", "face", "peripheral"))
+    for strategy in ("late", "early", "peripheral"):
+        res = run_fuse(FuseConfig(stores=stores, strategy=strategy, target="valence", protocol="loso",
+                                  save_final=False), write=False)
+        assert set(res.table.roles) == {"eeg", "face", "peripheral"}
+        assert res.metrics["modalities"] == (["peripheral"] if strategy == "peripheral" else
+                                             ["eeg", "face", "peripheral"])
+        assert res.metrics["n_folds"] == 2 and len(res.predictions) == res.metrics["rows"]["used"]
+        if strategy == "late":  # the EEG-only trial (no video) is scored from its EEG and peripheral rows
+            assert res.metrics["rows"]["late_rows_without_face"] == 2
+            assert "deap/s02/trial03" in set(res.predictions["item"])
+        if strategy == "early":  # early fusion needs every modality: the EEG-only trial drops out
+            assert res.metrics["rows"]["dropped_missing_face"] == 2
+
+
 def test_corrupt_video_fails_alone_then_retry_failed_redoes_it(deap: Path, serial_run, tmp_path: Path) -> None:  # noqa: ANN001
     video = deap / "face_video" / "s01" / "s01_trial02.avi"
     good = video.read_bytes()

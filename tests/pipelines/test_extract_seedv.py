@@ -27,3 +27,8 @@ def test_seedv_stores_carry_class_names_into_fusion(tmp_path: Path) -> None:
                               protocol="seedv-3fold"), write=False)
     assert res.metrics["classes"] == names
     assert res.metrics["n_folds"] == 2 * 3
+    assert res.metrics["modalities"] == ["eeg", "eye"]  # SEED-V fuses EEG and eye movements, named as such
+    assert {role: s["kind"] for role, s in res.table.sources.items()} == {"eeg": "eeg_de", "eye": "eye"}
+    eye = run_fuse(FuseConfig(cache=str(tmp_path / "cache" / "seedv"), strategy="eye", target="emotion",
+                              protocol="seedv-3fold", save_final=False), write=False)
+    assert eye.metrics["modalities"] == ["eye"] and eye.metrics["rows"]["used"] == res.metrics["rows"]["used"]

@@ -127,7 +127,7 @@ def _crash(path: Path, step: str | None, delay_s: float = 0.0) -> int:
             proc.wait(timeout=delay_s)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=120)
+    proc.communicate(timeout=120)  # waits, and closes the pipes
     return proc.returncode
 
 

@@ -47,7 +47,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, backend: str, tri
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read()
         time.sleep(rng.uniform(0.0, 0.6))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()  # waits, and closes the pipes
         store = open_store(path)
         assert store.verify() == []
         done = store.items()

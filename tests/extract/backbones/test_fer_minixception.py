@@ -73,9 +73,7 @@ def test_equals_keras_on_real_faces(backbone, aligned_faces, keras_model) -> Non
     crops = np.stack([aligned_faces[n] for n in names])
     emb, probs = backbone.classify(crops)
     x = backbone.preprocess(torch.from_numpy(crops)).permute(0, 2, 3, 1).numpy()  # NHWC, as Keras takes it
-    import keras
-
-    ref_probs, ref_maps = (keras.ops.convert_to_numpy(a) for a in keras_model(x, training=False))
+    ref_probs, ref_maps = (a.detach().cpu().numpy() for a in keras_model([x], training=False))  # torch tensors
     np.testing.assert_allclose(probs, ref_probs, atol=PROB_ATOL, rtol=0)
     np.testing.assert_allclose(emb, ref_maps.mean(axis=(1, 2)), atol=PROB_ATOL * 10, rtol=1e-4)
     np.testing.assert_allclose(backbone.embed(crops), emb, atol=1e-6)  # embed == classify's embeddings
