@@ -57,5 +57,5 @@ def test_per_subject_plot_aggregates_many_subjects(tmp_path: Path) -> None:
                                 "baseline_accuracy": rng.random(n)})
     plot_subjects(per_subject, tmp_path / "many.png", "many")
     plot_subjects(per_subject.head(12), tmp_path / "few.png", "few")
-    many, few = Image.open(tmp_path / "many.png"), Image.open(tmp_path / "few.png")
-    assert many.size[0] <= 1000 and few.size[0] <= 1000
+    with Image.open(tmp_path / "many.png") as many, Image.open(tmp_path / "few.png") as few:
+        assert many.size[0] <= 1000 and few.size[0] <= 1000
