@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from extract import progress
 from extract.base import EXTRACTORS, FeatureExtractor, ItemError
 from extract.datasets.base import DatasetReader, Item
-from extract.progress import add_rows, expect_rows
 from store.schema import ItemRows
 
 if TYPE_CHECKING:
@@ -208,8 +208,8 @@ class FaceEmbeddingExtractor(FeatureExtractor):
         crops. The item's own errors are kept for ``_rows``; backbone errors propagate (they are not the item's)."""
         g = _Gathered(video=reader.video_path(item))
         before = batcher.added
-        if g.video is not None:
-            expect_rows(_expected_frames(g.video, self.fps))
+        if g.video is not None and progress.active():  # probe the header only when a job's progress listens
+            progress.expect_rows(_expected_frames(g.video, self.fps))
         try:
             frames = None if g.video is not None else reader.frames(item)
             batches = self._batches(g.video, frames)
@@ -223,7 +223,7 @@ class FaceEmbeddingExtractor(FeatureExtractor):
                     break
                 g.chunks.append({k: v for k, v in batch.items() if k != "crops"})
                 batcher.add(batch["crops"])
-                add_rows(len(batch["t_s"]))  # the job's progress moves per frame batch, not per item
+                progress.add_rows(len(batch["t_s"]))  # the job's progress moves per frame batch, not per item
             reader = self.pipeline.reader if self.pipeline is not None and g.video is not None else None
             g.first_frame_file_s = None if reader is None else reader.first_frame_file_s
         except Exception as exc:

@@ -34,6 +34,11 @@ class _Counter:
             self.sink(self.rows, self.expected)
 
 
+def active() -> bool:
+    """Whether a sink listens in this thread (skip work done only for the progress, e.g. probing a video)."""
+    return getattr(_local, "counter", None) is not None
+
+
 def add_rows(n: int) -> None:
     """``n`` more rows of the current item are made (a batch of frames through detection and embedding)."""
     counter: _Counter | None = getattr(_local, "counter", None)
