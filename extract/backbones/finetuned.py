@@ -8,8 +8,6 @@ training used (bilinear resize with antialias to the model's size, /255, the rec
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from extract.backbones.base import Backbone
-from extract.backbones.hub import ModelUnavailableError
+from extract.backbones.hub import ModelUnavailableError, file_sha256
 from extract.backbones.preprocess import PreprocessCfg
 
 PREFIX = "finetuned:"
@@ -65,15 +63,6 @@ def _build(arch: dict[str, Any]) -> tuple[nn.Module, int]:
         model.fc = nn.Identity()
         return model, dim
     raise ModelUnavailableError(f"unknown finetuned backbone family {family!r} (known: vit, clip, resnet)")
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class FinetunedBackbone(Backbone):
@@ -154,7 +143,7 @@ class FinetunedBackbone(Backbone):
         weights = self.folder / WEIGHTS
         return {
             "name": self.name, "family": self.family, "model_id": str(self.folder.resolve()), "revision": None,
-            "weights_sha256": _sha256(str(weights)), "weights_files": [WEIGHTS], "dim": self.dim,
+            "weights_sha256": file_sha256(Path(weights)), "weights_files": [WEIGHTS], "dim": self.dim,
             "dtype": self.dtype_name, "arch": self.info["backbone"]["arch"]["family"],
             "output": "the fine-tuned backbone's pooled features (before its head)", "classes": list(self.classes),
             "trained_on": self.info.get("store_fingerprint"), "image_size": self.image_size,
