@@ -108,7 +108,6 @@ EXTRACT_OPTIONS = [
     Opt("plugin", list[str] | None, typer.Option("--plugin",
         help="Import this module first (it registers "
         "its own datasets/extractors); repeatable."), to="plugins", convert=given),
-
 ]
 
 

@@ -147,7 +147,6 @@ FUSE_OPTIONS = [
         help="Any other field as KEY=VALUE, e.g. "
         "train.epochs=20, transformer.context=16, "
         "transformer.adversary_lambda=0.1 (repeatable)."), cli_only=True),
-
 ]
 
 
