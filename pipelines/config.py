@@ -202,49 +202,70 @@ SchemaOf = Callable[[Mapping[str, Any]], OptionSchema | None]
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (dataclass, union, literal, sequence, mapping or scalar); a ConfigError if it is not."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _from_dict(tp, value, where)
+        return _coerce_dataclass(tp, value, where)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        return _coerce_union(args, value, where)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
     if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, where) for v in value)
-        if origin is tuple and args:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
-        inner = args[0] if args else Any
-        return origin(_coerce(inner, v, where) for v in value)
+        return _coerce_sequence(origin, args, value, where)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
+    return _coerce_scalar(tp, value, where)
+
+
+def _coerce_dataclass(tp: Any, value: Any, where: str) -> Any:
+    """A nested config dataclass from a mapping (an instance passes through)."""
+    if isinstance(value, tp):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    return _from_dict(tp, value, where)
+
+
+def _coerce_union(args: tuple[Any, ...], value: Any, where: str) -> Any:
+    """The first member type of a union that accepts ``value`` (None when the union allows it)."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(arg, value, where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+
+
+def _coerce_sequence(origin: type, args: tuple[Any, ...], value: Any, where: str) -> Any:
+    """A list or tuple (a comma-separated string or a single value is split or wrapped), each item coerced."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if origin is tuple and args:
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
+    inner = args[0] if args else Any
+    return origin(_coerce(inner, v, where) for v in value)
+
+
+def _coerce_scalar(tp: Any, value: Any, where: str) -> Any:
+    """A bool (true/yes/1, false/no/0), int, float, str or Path; other types pass the value through."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -252,15 +273,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return value.lower() in {"true", "yes", "1"}
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-        try:
-            out = tp(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from exc
-        if tp is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return out
+        return _coerce_number(tp, value, where)
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -268,3 +281,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is Path:
         return Path(value)
     return value
+
+
+def _coerce_number(tp: type, value: Any, where: str) -> Any:
+    """An int or float (never a bool; an int never from a fractional float)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    try:
+        out = tp(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from exc
+    if tp is int and isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return out

@@ -14,6 +14,17 @@ from rich.table import Table
 
 from fuse.config import CLASSIFIER_NAMES, PROTOCOL_NAMES, SINGLE_MODALITY, STRATEGY_NAMES
 from pipelines.commands.help import examples
+from pipelines.commands.options import (
+    Opt,
+    as_csv,
+    as_list,
+    as_str,
+    as_strs,
+    build_overrides,
+    given,
+    negated,
+    with_options,
+)
 
 log = logging.getLogger(__name__)
 # tables are the command's output: stdout (logs go to stderr); wide enough to stay readable when piped
@@ -25,157 +36,159 @@ EVAL = "Evaluation"
 OUTPUT = "Output"
 
 
-def fuse_command(
-    cache: Annotated[Path | None, typer.Option("--cache", help="Folder whose stores are found by kind (one store "
-                                               "per modality of one dataset). Required: --cache or "
-                                               "--stores (here or in --config).",
-                                               rich_help_panel=INPUT)] = None,
-    stores: Annotated[list[Path] | None, typer.Option("--stores", help="A store to read (repeatable); instead of "
-                                                      "--cache.", rich_help_panel=INPUT)] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Use this dataset's stores when the cache holds "
-                                                "several.", rich_help_panel=INPUT)] = None,
-    modalities: Annotated[str | None, typer.Option("--modalities", help="Comma-separated modalities to use, e.g. "
-                                                   "face,audio or eeg,face,peripheral (default: every store "
-                                                   "found).", rich_help_panel=INPUT)] = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help=f"A single modality ({', '.join(SINGLE_MODALITY)}) or a fusion "
-                                                 f"({', '.join(s for s in STRATEGY_NAMES if s not in SINGLE_MODALITY)}"
-                                                 "); default early.", rich_help_panel=MODEL)] = None,
-    classifier: Annotated[str | None, typer.Option("--classifier", help=f"{', '.join(CLASSIFIER_NAMES)} (default: "
-                                                   "transformer for the transformer strategy, logreg otherwise).",
-                                                   rich_help_panel=MODEL)] = None,
-    pca: Annotated[int | None, typer.Option("--pca", help="PCA components after standardisation (0 = none; "
-                                            "fitted on training folds).", rich_help_panel=MODEL)] = None,
-    late_combine: Annotated[str | None, typer.Option("--late-combine", help="Late fusion: mean (fixed weights), "
-                                                     "tuned (weights on an inner split) or stack.",
-                                                     rich_help_panel=MODEL)] = None,
-    target: Annotated[str | None, typer.Option("--target", "-t", help="valence, arousal, dominance, liking "
-                                               "(binarised) or emotion (class ids); default valence.",
-                                               rich_help_panel=EVAL)] = None,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Binarisation threshold of continuous "
-                                                    "ratings (default 5).", rich_help_panel=EVAL)] = None,
-    above: Annotated[bool, typer.Option("--above", help="High = rating > threshold (default: >=).",
-                                        rich_help_panel=EVAL)] = False,
-    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help=f"{', '.join(PROTOCOL_NAMES)} (default "
-                                                 "loso; dfew: the store's fold column).", rich_help_panel=EVAL)] = None,
-    k: Annotated[int | None, typer.Option("--k", help="kfold: folds per subject (default 5).",
-                                          rich_help_panel=EVAL)] = None,
-    granularity: Annotated[str | None, typer.Option("--granularity", "-g", help="window (one row per EEG window "
-                                                    "or face window) or trial (one row per item).",
-                                                    rich_help_panel=EVAL)] = None,
-    window_s: Annotated[float | None, typer.Option("--window-s", help="Face-only runs: window length on the face "
-                                                   "clock (default 1; 0 = one row per frame).",
-                                                   rich_help_panel=EVAL)] = None,
-    require_all: Annotated[bool, typer.Option("--require-all", "--require-both", help="Use only rows with every "
-                                              "modality of the run, whatever the strategy (comparable row sets; "
-                                              "--require-both is the old name).", rich_help_panel=EVAL)] = False,
-    max_yaw: Annotated[float | None, typer.Option("--max-yaw", help="Face rows whose |head yaw| exceeds this "
-                                                  "many degrees count as no-face rows (default: keep all).",
-                                                  rich_help_panel=EVAL)] = None,
-    max_pitch: Annotated[float | None, typer.Option("--max-pitch", help="The same for |head pitch| (degrees).",
-                                                    rich_help_panel=EVAL)] = None,
-    min_face_px: Annotated[float | None, typer.Option("--min-face-px", help="Face rows whose face is smaller "
-                                                      "(sqrt of the box area, px) count as no-face rows.",
-                                                      rich_help_panel=EVAL)] = None,
-    min_sharpness: Annotated[float | None, typer.Option("--min-sharpness", help="Face rows whose crop is blurrier "
-                                                        "(variance of the Laplacian, q_blur) count as no-face "
-                                                        "rows.", rich_help_panel=EVAL)] = None,
-    max_align_residual: Annotated[float | None, typer.Option("--max-align-residual", help="Face rows whose "
-                                                             "alignment residual (crop px; ~4 frontal, >= 9 "
-                                                             "profile or non-human) exceeds this count as no-face "
-                                                             "rows.", rich_help_panel=EVAL)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of splits and training (default 0).",
-                                             rich_help_panel=EVAL)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory this command writes: the run's "
-                                             "results directory (default results/<strategy>-<target>-<protocol>); "
-                                             "an existing one is refused unless --overwrite.",
-                                             rich_help_panel=OUTPUT)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing results directory at --out "
-                                            "(without it, an existing one is refused before any work).",
-                                            rich_help_panel=OUTPUT)] = False,
-    temporal: Annotated[str | None, typer.Option("--temporal", help="Clip datasets (DFEW, RAVDESS): one prediction "
-                                                 "per clip from its face frames: gru, transformer, or frames "
-                                                 "(per-frame logreg, log-probabilities averaged per clip).",
-                                                 rich_help_panel=MODEL)] = None,
-    test_stores: Annotated[list[Path] | None, typer.Option("--test-stores", help="Cross-dataset: test on this "
-                                                           "dataset's store (repeatable); train on all of "
-                                                           "--stores/--cache.", rich_help_panel=EVAL)] = None,
-    label_map: Annotated[str | None, typer.Option("--label-map", help="Cross-dataset: training -> test classes: "
-                                                  "fer2013-ravdess, dfew7-2 or identity (same names).",
-                                                  rich_help_panel=EVAL)] = None,
-    track: Annotated[str | None, typer.Option("--track", help="Also log the run to mlflow (a local file store "
-                                              "beside the results, offline) or wandb (offline mode); default none.",
-                                              rich_help_panel=OUTPUT)] = None,
-    attention_item: Annotated[list[str] | None, typer.Option("--attention-item", help="Transformer: draw the "
-                                                             "cross-attention maps of this item (repeatable; default "
-                                                             "two test items).", rich_help_panel=OUTPUT)] = None,
-    no_save_final: Annotated[bool, typer.Option("--no-save-final", help="Do not train and save the final model "
-                                                "on all rows.", rich_help_panel=OUTPUT)] = False,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file with FuseConfig fields (a "
-                                                "results directory's config.yaml repeats that run).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other field as KEY=VALUE, e.g. "
-                                                   "train.epochs=20, transformer.context=16, "
-                                                   "transformer.adversary_lambda=0.1 (repeatable).")] = None,
-) -> None:
+def _above(value: bool) -> str | None:
+    """``--above``: the high class is rating > threshold (else the config's side stands)."""
+    return ">" if value else None
+
+
+# every option once: its typer declaration and the FuseConfig field it sets (cli_only: used by the command itself)
+FUSE_OPTIONS = [
+    Opt("cache", Path | None, typer.Option("--cache", rich_help_panel=INPUT,
+        help="Folder whose stores are found by kind (one store "
+        "per modality of one dataset). Required: --cache or "
+        "--stores (here or in --config)."), convert=as_str),
+    Opt("stores", list[Path] | None, typer.Option("--stores", rich_help_panel=INPUT,
+        help="A store to read (repeatable); instead of "
+        "--cache."), convert=as_strs),
+    Opt("dataset", str | None, typer.Option("--dataset", rich_help_panel=INPUT,
+        help="Use this dataset's stores when the cache holds "
+        "several.")),
+    Opt("modalities", str | None, typer.Option("--modalities", rich_help_panel=INPUT,
+        help="Comma-separated modalities to use, e.g. "
+        "face,audio or eeg,face,peripheral (default: every store "
+        "found)."), convert=as_csv),
+    Opt("strategy", str | None, typer.Option("--strategy", "-s", rich_help_panel=MODEL,
+        help=f"A single modality ({', '.join(SINGLE_MODALITY)}) or a fusion "
+        f"({', '.join(s for s in STRATEGY_NAMES if s not in SINGLE_MODALITY)}"
+        "); default early.")),
+    Opt("classifier", str | None, typer.Option("--classifier", rich_help_panel=MODEL,
+        help=f"{', '.join(CLASSIFIER_NAMES)} (default: "
+        "transformer for the transformer strategy, logreg otherwise).")),
+    Opt("pca", int | None, typer.Option("--pca", rich_help_panel=MODEL,
+        help="PCA components after standardisation (0 = none; "
+        "fitted on training folds)."), to="pca_components"),
+    Opt("late_combine", str | None, typer.Option("--late-combine", rich_help_panel=MODEL,
+        help="Late fusion: mean (fixed weights), "
+        "tuned (weights on an inner split) or stack."), to="late.combine", convert=given),
+    Opt("target", str | None, typer.Option("--target", "-t", rich_help_panel=EVAL,
+        help="valence, arousal, dominance, liking "
+        "(binarised) or emotion (class ids); default valence.")),
+    Opt("threshold", float | None, typer.Option("--threshold", rich_help_panel=EVAL,
+        help="Binarisation threshold of continuous "
+        "ratings (default 5).")),
+    Opt("above", bool, typer.Option("--above", rich_help_panel=EVAL,
+        help="High = rating > threshold (default: >=)."), False, to="threshold_side", convert=_above),
+    Opt("protocol", str | None, typer.Option("--protocol", "-p", rich_help_panel=EVAL,
+        help=f"{', '.join(PROTOCOL_NAMES)} (default "
+        "loso; dfew: the store's fold column).")),
+    Opt("k", int | None, typer.Option("--k", rich_help_panel=EVAL,
+        help="kfold: folds per subject (default 5).")),
+    Opt("granularity", str | None, typer.Option("--granularity", "-g", rich_help_panel=EVAL,
+        help="window (one row per EEG window "
+        "or face window) or trial (one row per item).")),
+    Opt("window_s", float | None, typer.Option("--window-s", rich_help_panel=EVAL,
+        help="Face-only runs: window length on the face "
+        "clock (default 1; 0 = one row per frame).")),
+    Opt("require_all", bool, typer.Option("--require-all", "--require-both", rich_help_panel=EVAL,
+        help="Use only rows with every "
+        "modality of the run, whatever the strategy (comparable row sets; "
+        "--require-both is the old name)."), False, convert=given),
+    Opt("max_yaw", float | None, typer.Option("--max-yaw", rich_help_panel=EVAL,
+        help="Face rows whose |head yaw| exceeds this "
+        "many degrees count as no-face rows (default: keep all).")),
+    Opt("max_pitch", float | None, typer.Option("--max-pitch", rich_help_panel=EVAL,
+        help="The same for |head pitch| (degrees).")),
+    Opt("min_face_px", float | None, typer.Option("--min-face-px", rich_help_panel=EVAL,
+        help="Face rows whose face is smaller "
+        "(sqrt of the box area, px) count as no-face rows.")),
+    Opt("min_sharpness", float | None, typer.Option("--min-sharpness", rich_help_panel=EVAL,
+        help="Face rows whose crop is blurrier "
+        "(variance of the Laplacian, q_blur) count as no-face "
+        "rows.")),
+    Opt("max_align_residual", float | None, typer.Option("--max-align-residual", rich_help_panel=EVAL,
+        help="Face rows whose "
+        "alignment residual (crop px; ~4 frontal, >= 9 "
+        "profile or non-human) exceeds this count as no-face "
+        "rows.")),
+    Opt("seed", int | None, typer.Option("--seed", rich_help_panel=EVAL,
+        help="Seed of splits and training (default 0).")),
+    Opt("out", Path | None, typer.Option("--out", "-o", rich_help_panel=OUTPUT,
+        help="Directory this command writes: the run's "
+        "results directory (default results/<strategy>-<target>-<protocol>); "
+        "an existing one is refused unless --overwrite."), convert=as_str),
+    Opt("overwrite", bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
+        help="Replace an existing results directory at --out "
+        "(without it, an existing one is refused before any work)."), False, cli_only=True),
+    Opt("temporal", str | None, typer.Option("--temporal", rich_help_panel=MODEL,
+        help="Clip datasets (DFEW, RAVDESS): one prediction "
+        "per clip from its face frames: gru, transformer, or frames "
+        "(per-frame logreg, log-probabilities averaged per clip).")),
+    Opt("test_stores", list[Path] | None, typer.Option("--test-stores", rich_help_panel=EVAL,
+        help="Cross-dataset: test on this "
+        "dataset's store (repeatable); train on all of "
+        "--stores/--cache."), convert=as_strs),
+    Opt("label_map", str | None, typer.Option("--label-map", rich_help_panel=EVAL,
+        help="Cross-dataset: training -> test classes: "
+        "fer2013-ravdess, dfew7-2 or identity (same names).")),
+    Opt("track", str | None, typer.Option("--track", rich_help_panel=OUTPUT,
+        help="Also log the run to mlflow (a local file store "
+        "beside the results, offline) or wandb (offline mode); default none.")),
+    Opt("attention_item", list[str] | None, typer.Option("--attention-item", rich_help_panel=OUTPUT,
+        help="Transformer: draw the "
+        "cross-attention maps of this item (repeatable; default "
+        "two test items)."), to="attention_items", convert=as_list),
+    Opt("no_save_final", bool, typer.Option("--no-save-final", rich_help_panel=OUTPUT,
+        help="Do not train and save the final model "
+        "on all rows."), False, to="save_final", convert=negated),
+    Opt("config", Path | None, typer.Option("--config", "-c",
+        help="YAML/TOML file with FuseConfig fields (a "
+        "results directory's config.yaml repeats that run)."), cli_only=True),
+    Opt("set_", list[str] | None, typer.Option("--set",
+        help="Any other field as KEY=VALUE, e.g. "
+        "train.epochs=20, transformer.context=16, "
+        "transformer.adversary_lambda=0.1 (repeatable)."), cli_only=True),
+]
+
+
+@with_options(FUSE_OPTIONS)
+def fuse_command(**opts: Any) -> None:
     """Train and evaluate a fusion model on cached stores (never raw data) and write a results directory: metrics
     with the majority-class baseline beside them, per-fold/per-subject tables, predictions, plots, the model."""
+    stores, cache, config = opts["stores"], opts["cache"], opts["config"]
     inputs = ", ".join(str(s) for s in stores) if stores else cache or (f"the stores of {config}" if config else None)
     log.info("fuse: %s: reading the stores, training, evaluating; results follow", inputs or "(no inputs given)")
-    from fuse.config import FuseConfig
     from fuse.errors import FuseInputError, MissingExtraError
     from fuse.run import run_fuse
-    from pipelines.config import ConfigError, build_config, parse_overrides, read_config_file
+    from pipelines.config import ConfigError
     from store import StoreError
     from store.registry import UnknownNameError
 
-    overrides: dict[str, Any] = {
-        "cache": str(cache) if cache else None,
-        "stores": [str(s) for s in stores] if stores else None,
-        "dataset": dataset,
-        "modalities": [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None,
-        "strategy": strategy,
-        "classifier": classifier,
-        "pca_components": pca,
-        "late": {"combine": late_combine} if late_combine else None,
-        "target": target,
-        "threshold": threshold,
-        "threshold_side": ">" if above else None,
-        "protocol": protocol,
-        "k": k,
-        "granularity": granularity,
-        "window_s": window_s,
-        "require_all": require_all or None,
-        "max_yaw": max_yaw,
-        "max_pitch": max_pitch,
-        "min_face_px": min_face_px,
-        "min_sharpness": min_sharpness,
-        "max_align_residual": max_align_residual,
-        "seed": seed,
-        "out": str(out) if out else None,
-        "save_final": False if no_save_final else None,
-        "track": track,
-        "temporal": temporal,
-        "test_stores": [str(s) for s in test_stores] if test_stores else None,
-        "label_map": label_map,
-        "attention_items": list(attention_item) if attention_item else None,
-    }
-    overrides = {key: v for key, v in overrides.items() if v is not None}
     # bad input only (FuseDataError is a FuseInputError); any other exception is a bug and keeps its traceback
     errors = (ConfigError, FuseInputError, MissingExtraError, UnknownNameError, FileNotFoundError, FileExistsError,
               StoreError)
     try:
-        file_layer = read_config_file(config) if config else None
-        if stores or cache:  # explicit inputs replace the input fields of a config file, recorded stores included
-            if file_layer and file_layer.get("expect_stores"):
-                log.info("inputs given explicitly: the stores recorded in %s are not checked", config)
-            file_layer = {key: v for key, v in (file_layer or {}).items()
-                          if key not in ("stores", "cache", "expect_stores")}
-        cfg = build_config(FuseConfig, file_layer, parse_overrides(set_ or []), overrides,
-                           source=str(config) if config else "options")
-        result = run_fuse(cfg, overwrite=overwrite)
+        result = run_fuse(_resolve_config(opts), overwrite=opts["overwrite"])
     except errors as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     print_summary(result.metrics, result.per_fold, title=str(result.out))
+
+
+def _resolve_config(opts: dict[str, Any]) -> Any:
+    """A FuseConfig: defaults < --config file < --set < explicit options (explicit inputs replace the file's)."""
+    from fuse.config import FuseConfig
+    from pipelines.config import build_config, parse_overrides, read_config_file
+
+    config = opts["config"]
+    file_layer = read_config_file(config) if config else None
+    # explicit inputs replace the input fields of a config file, recorded stores included
+    if opts["stores"] or opts["cache"]:
+        if file_layer and file_layer.get("expect_stores"):
+            log.info("inputs given explicitly: the stores recorded in %s are not checked", config)
+        file_layer = {key: v for key, v in (file_layer or {}).items()
+                      if key not in ("stores", "cache", "expect_stores")}
+    return build_config(FuseConfig, file_layer, parse_overrides(opts["set_"] or []),
+                        build_overrides(FUSE_OPTIONS, opts), source=str(config) if config else "options")
 
 
 results_app = typer.Typer(help="Inspect results directories written by `pipeline fuse`.", no_args_is_help=True)

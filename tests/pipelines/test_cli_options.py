@@ -1,0 +1,84 @@
+"""CLI options are declared once (pipelines/commands/options.py): each table row's config field must exist."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+
+import pytest
+import typer
+
+from pipelines.commands.options import Opt, build_overrides, with_options
+
+
+def _field_type(cls: type, path: str) -> object:
+    """The type of the dotted field ``path`` of dataclass ``cls``; KeyError when a step is not a field."""
+    for step in path.split("."):
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        if step not in names:
+            raise KeyError(f"{cls.__name__} has no field {step!r}")
+        cls = hints[step]
+    return cls
+
+
+def _tables() -> list[tuple[str, list[Opt], type]]:
+    from fuse.config import FuseConfig
+    from fuse.finetune.config import FinetuneConfig
+    from pipelines.commands.extract import EXTRACT_OPTIONS
+    from pipelines.commands.finetune import FINETUNE_OPTIONS
+    from pipelines.commands.fuse import FUSE_OPTIONS
+    from pipelines.jobs.config import ExtractConfig
+
+    return [("fuse", FUSE_OPTIONS, FuseConfig), ("extract", EXTRACT_OPTIONS, ExtractConfig),
+            ("finetune", FINETUNE_OPTIONS, FinetuneConfig)]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["fuse", "extract", "finetune"])
+def test_every_option_sets_an_existing_config_field(index: int) -> None:
+    name, table, cls = _tables()[index]
+    paths = [path for opt in table for path, _ in opt.fields()]
+    assert paths, name
+    for path in paths:
+        _field_type(cls, path)  # raises on a misspelt or removed field
+    assert len(paths) == len(set(paths)), f"{name}: two options set the same field"
+
+
+def test_finetune_options_cover_every_config_field_the_command_sets() -> None:
+    from fuse.finetune.config import FinetuneConfig
+    from pipelines.commands.finetune import FINETUNE_OPTIONS
+
+    values = {o.name: o.default for o in FINETUNE_OPTIONS}
+    values.update(store="s.zarr", out=None)
+    kw = build_overrides(FINETUNE_OPTIONS, values)
+    assert kw["store"] == "s.zarr" and kw["out"] == "" and kw["loss"] == "ce" and kw["class_weighted"] is True
+    FinetuneConfig(**kw)  # every keyword is a field
+
+
+def test_overrides_nest_dotted_paths_convert_and_leave_out_unset() -> None:
+    table = [Opt("late_combine", str | None, typer.Option("--late-combine"), to="late.combine"),
+             Opt("k", int | None, typer.Option("--k")),
+             Opt("above", bool, typer.Option("--above"), False, to="side", convert=lambda v: ">" if v else None),
+             Opt("overwrite", bool, typer.Option("--overwrite"), False, cli_only=True)]
+    got = build_overrides(table, {"late_combine": "tuned", "k": None, "above": True, "overwrite": True})
+    assert got == {"late": {"combine": "tuned"}, "side": ">"}
+    assert build_overrides(table, {"late_combine": None, "k": 3, "above": False, "overwrite": False}) == {"k": 3}
+
+
+def test_with_options_gives_typer_the_table_as_signature() -> None:
+    table = [Opt("k", int | None, typer.Option("--k", help="folds")), Opt("seed", int, typer.Option("--seed"), 7)]
+
+    @with_options(table)
+    def command(**opts: object) -> None:
+        """Doc."""
+        print(opts["k"], opts["seed"])
+
+    params = inspect.signature(command).parameters
+    assert list(params) == ["k", "seed"] and params["seed"].default == 7
+    app = typer.Typer()
+    app.command()(command)
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["--k", "3"])
+    assert result.exit_code == 0 and result.output.strip() == "3 7"
