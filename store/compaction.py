@@ -2,10 +2,11 @@
 
 After ``compact_store(p)`` a zarr store directory is itself a Zarr v3 group (``zarr.open_group(p)``,
 ``xr.open_zarr(p)``, ``da.from_zarr(p, component="embeddings")``) and an hdf5 store holds ``p/store.h5``
-(``h5py.File``): ``embeddings (row, dim)``, every per-row array of the segments under its row-table name
-(``item``, ``t_start_s``, ``label_valence``, ``q_face_found``, ...; any dtype, any trailing shape) in
-(item, row) order, the feature names as the ``dim`` coordinate, the manifest and the base's index in the
-attributes. The layout is named ``mmer-compacted/1`` (root attribute ``mmer_layout``).
+(``h5py.File``): ``embeddings (row, dim)`` (with the segments' codec in a compressed store: zstd, gzip, lzf),
+every per-row array of the segments under its row-table name (``item``, ``t_start_s``, ``label_valence``,
+``q_face_found``, ...; any dtype, any trailing shape) in (item, row) order, the feature names as the ``dim``
+coordinate, the manifest and the base's index in the attributes. The layout is named ``mmer-compacted/1`` (root
+attribute ``mmer_layout``).
 
 Crash safety: the base is built under a ``.tmp~`` name and published by the backend (``publish_base``) so that a
 kill at any moment leaves every item served by the old base or the segments; only after the publish are the
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from store.backends import create_backend
 from store.checksums import ALGORITHM, chunk_checksum, rows_crc
 from store.claims import release_claim, try_claim
 from store.errors import StoreError
@@ -272,7 +274,8 @@ def _build(store: Store, tmp: Path, durable: bool) -> tuple[dict[str, Any], int]
     chunk_rows = max(int(store.segments[s].attrs.get("chunk_rows") or 1) for s in segs) if segs else 1
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * store.dtype.itemsize
     shard_rows = max(chunk_rows, DEFAULT_SEGMENT_BYTES // max(1, row_bytes) // chunk_rows * chunk_rows)
-    writer = store.segment_backend.open_base(tmp, n, row_shape, store.dtype, chunk_rows, shard_rows)
+    backend = create_backend(store.backend, store.compression)  # the base keeps the segments' codec
+    writer = backend.open_base(tmp, n, row_shape, store.dtype, chunk_rows, shard_rows)
     try:
         checksums = _write_embeddings(store, writer, runs, n)
         columns = _columns(store, runs, _read_sources(store, segs))

@@ -128,6 +128,12 @@ class Store:
         return BASE_NAME in self._segments
 
     @property
+    def compression(self) -> str | None:
+        """The codec the store's segments (and its compacted base) are written with (``store.json``), or None."""
+        value = self._info.get("compression")
+        return None if value is None else str(value)
+
+    @property
     def segments_dir(self) -> Path:
         return self.path / SEGMENTS_DIR
 
