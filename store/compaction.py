@@ -2,10 +2,11 @@
 
 After ``compact_store(p)`` a zarr store directory is itself a Zarr v3 group (``zarr.open_group(p)``,
 ``xr.open_zarr(p)``, ``da.from_zarr(p, component="embeddings")``) and an hdf5 store holds ``p/store.h5``
-(``h5py.File``): ``embeddings (row, dim)``, every per-row array of the segments under its row-table name
-(``item``, ``t_start_s``, ``label_valence``, ``q_face_found``, ...; any dtype, any trailing shape) in
-(item, row) order, the feature names as the ``dim`` coordinate, the manifest and the base's index in the
-attributes. The layout is named ``mmer-compacted/1`` (root attribute ``mmer_layout``).
+(``h5py.File``): ``embeddings (row, dim)`` (with the segments' codec in a compressed store: zstd, gzip, lzf),
+every per-row array of the segments under its row-table name (``item``, ``t_start_s``, ``label_valence``,
+``q_face_found``, ...; any dtype, any trailing shape) in (item, row) order, the feature names as the ``dim``
+coordinate, the manifest and the base's index in the attributes. The layout is named ``mmer-compacted/1`` (root
+attribute ``mmer_layout``).
 
 Crash safety: the base is built under a ``.tmp~`` name and published by the backend (``publish_base``) so that a
 kill at any moment leaves every item served by the old base or the segments; only after the publish are the
@@ -16,7 +17,6 @@ compaction folds them in. One compaction at a time per store (a claim on ``~comp
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from store.backends import create_backend
 from store.checksums import ALGORITHM, chunk_checksum, rows_crc
 from store.claims import release_claim, try_claim
 from store.errors import StoreError
@@ -46,8 +47,8 @@ from store.layout import (
     remove_path,
     tmp_name,
 )
-from store.reader import SegmentInfo, Store, _merge_consecutive
-from store.rows import _table_from_index
+from store.reader import SegmentInfo, Store, merge_consecutive
+from store.rows import table_from_index
 from store.schema import LABEL_PREFIX, QUALITY_PREFIX, ROW_COLUMNS
 from store.sizing import DEFAULT_SEGMENT_BYTES
 
@@ -127,7 +128,7 @@ def _read_sources(store: Store, segments: Sequence[str]) -> dict[str, dict[str, 
         wanted = [p for p in physical if logical[p] != _EMB and logical[p] not in from_index]
         cols = store.segment_backend.read_columns(info.path, wanted)
         arrays = {logical[p]: np.asarray(v) for p, v in cols.items()}
-        table = _table_from_index(info.items, {"rows/t_start_s": arrays["rows/t_start_s"],
+        table = table_from_index(info.items, {"rows/t_start_s": arrays["rows/t_start_s"],
                                                "rows/t_end_s": arrays["rows/t_end_s"]})
         arrays.update({c: table[c.partition("/")[2]] for c in from_index})
         for key, values in arrays.items():
@@ -183,7 +184,7 @@ def _row_shape(store: Store, segments: Sequence[str]) -> tuple[int, ...]:
 
 def _write_embeddings(store: Store, writer: Any, runs: Sequence[tuple[str, Any]], n: int) -> list[int]:
     """Copy the embeddings in output order, one shard at a time; returns the chunk checksums."""
-    pieces = _merge_consecutive(runs)  # (segment, src_start, dst_start, n)
+    pieces = merge_consecutive(runs)  # (segment, src_start, dst_start, n)
     readers: dict[str, Any] = {}
     checksums: list[int] = []
     block_rows = writer.shard_rows
@@ -263,7 +264,7 @@ def _index(store: Store, runs: Sequence[tuple[str, Any]], columns: Mapping[str, 
 
 def _build(store: Store, tmp: Path, durable: bool) -> tuple[dict[str, Any], int]:
     """Write the new base at ``tmp``; returns its index and the bytes written."""
-    runs = store._runs(None, "item")
+    runs = store.locations(None, "item")
     segs = sorted({loc.segment for _, loc in runs})
     n = sum(loc.n_rows for _, loc in runs)
     old = store.segments.get(BASE_NAME)
@@ -272,7 +273,8 @@ def _build(store: Store, tmp: Path, durable: bool) -> tuple[dict[str, Any], int]
     chunk_rows = max(int(store.segments[s].attrs.get("chunk_rows") or 1) for s in segs) if segs else 1
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * store.dtype.itemsize
     shard_rows = max(chunk_rows, DEFAULT_SEGMENT_BYTES // max(1, row_bytes) // chunk_rows * chunk_rows)
-    writer = store.segment_backend.open_base(tmp, n, row_shape, store.dtype, chunk_rows, shard_rows)
+    backend = create_backend(store.backend, store.compression)  # the base keeps the segments' codec
+    writer = backend.open_base(tmp, n, row_shape, store.dtype, chunk_rows, shard_rows)
     try:
         checksums = _write_embeddings(store, writer, runs, n)
         columns = _columns(store, runs, _read_sources(store, segs))
@@ -283,7 +285,7 @@ def _build(store: Store, tmp: Path, durable: bool) -> tuple[dict[str, Any], int]
         names = list(store.manifest.feature_names or [])
         if len(row_shape) == 1 and len(names) == store.dim:
             writer.write_array("dim", np.array([str(v) for v in names], dtype=object), ["dim"])
-        writer.finish({LAYOUT_ATTR: COMPACT_LAYOUT, MANIFEST_ATTR: json.loads(json.dumps(store._manifest_raw)),
+        writer.finish({LAYOUT_ATTR: COMPACT_LAYOUT, MANIFEST_ATTR: store.manifest_dict,
                        COMPACT_ATTR: index}, durable=durable)
     except BaseException:
         writer.abort()

@@ -6,11 +6,11 @@ identical to a 1-writer run.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -34,9 +34,9 @@ from store.layout import (
     escape_key,
     read_json,
 )
-from store.rows import StoreData, _column_or_fill, _frame, _frame_columns, _table_from_index
+from store.rows import StoreData, _column_or_fill, _frame, _frame_columns, table_from_index
 from store.schema import Manifest
-from store.segments import SegmentInfo
+from store.segments import ItemLocation, SegmentInfo
 from store.verify import verify_store
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,6 @@ log = logging.getLogger(__name__)
 Order = Literal["item", "segment"]
 
 
-@dataclass(frozen=True)
-class _Loc:
-    segment: str
-    start: int
-    n_rows: int
-    info: Mapping[str, Any]
 
 
 def _read_store_info(path: Path) -> dict[str, Any]:
@@ -103,7 +97,7 @@ class Store:
         self.dtype = np.dtype(self.manifest.dtype)
         self._segments: dict[str, SegmentInfo] = {}
         self._bad_segments: dict[str, str] = {}
-        self._loc: dict[str, _Loc] = {}
+        self._loc: dict[str, ItemLocation] = {}
         self._dups: dict[str, list[str]] = {}
         self._tables: dict[str, dict[str, np.ndarray]] = {}
         self._failed_cache: dict[str, tuple[int, dict[str, Any] | None]] = {}
@@ -126,6 +120,22 @@ class Store:
     def compacted(self) -> bool:
         """True once ``compact_store`` has given the store a compacted base (``xr.open_zarr(path)`` etc. work)."""
         return BASE_NAME in self._segments
+
+    @property
+    def compression(self) -> str | None:
+        """The codec the store's segments (and its compacted base) are written with (``store.json``), or None."""
+        value = self._info.get("compression")
+        return None if value is None else str(value)
+
+    @property
+    def manifest_dict(self) -> dict[str, Any]:
+        """The manifest exactly as ``manifest.json`` holds it (a copy; ``manifest`` is the parsed one)."""
+        return copy.deepcopy(self._manifest_raw)
+
+    @property
+    def store_info(self) -> Mapping[str, Any]:
+        """The ``store.json`` marker (format, backend, chunk_rows, compression, fingerprint, ...); a read-only view."""
+        return MappingProxyType(self._info)
 
     @property
     def segments_dir(self) -> Path:
@@ -151,7 +161,7 @@ class Store:
 
     @property
     def segment_backend(self) -> SegmentBackend:
-        """The backend that reads (and, for a writer, writes) this store's segment files."""
+        """The backend that reads this store's segment files (a ``StoreWriter`` writes with its own)."""
         return self._backend
 
     def segment_of(self, key: str) -> str | None:
@@ -229,6 +239,10 @@ class Store:
                 continue
             self._add_segment(SegmentInfo(name, path, attrs))
 
+    def add_committed_segment(self, info: SegmentInfo) -> None:
+        """Index a segment this process has just published (its index in hand, so it is not read back)."""
+        self._add_segment(info)
+
     def _add_segment(self, info: SegmentInfo) -> None:
         self._segments[info.name] = info
         self._index_segment(info)
@@ -236,7 +250,7 @@ class Store:
     def _index_segment(self, info: SegmentInfo) -> None:
         for it in info.items:
             key = it["key"]
-            loc = _Loc(info.name, int(it["start"]), int(it["n_rows"]), it)
+            loc = ItemLocation(info.name, int(it["start"]), int(it["n_rows"]), it)
             old = self._loc.get(key)
             if old is None:
                 self._loc[key] = loc
@@ -323,7 +337,9 @@ class Store:
         return {k: list(v) for k, v in sorted(self._dups.items())}
 
     # -- row tables
-    def _runs(self, items: Sequence[str] | None, order: Order) -> list[tuple[str, _Loc]]:
+    def locations(self, items: Sequence[str] | None = None, order: Order = "item") -> list[tuple[str, ItemLocation]]:
+        """(key, where its rows are) of ``items`` (default: every committed item) in the order ``read`` and
+        ``rows`` use; ``ItemNotFound`` names the keys that are not committed."""
         if items is None:
             keys = sorted(self._loc)
         else:
@@ -353,7 +369,7 @@ class Store:
         names = ["rows/t_start_s", "rows/t_end_s", *info.columns]
         physical = self._backend.read_columns(info.path, [info.physical(n) for n in names])
         cols = {n: physical[info.physical(n)] for n in names}
-        table = _table_from_index(info.items, cols)
+        table = table_from_index(info.items, cols)
         self._tables[name] = table
         return table
 
@@ -369,7 +385,7 @@ class Store:
                     quality[cname] = "bool" if (dt == "bool" and quality.get(cname, "bool") == "bool") else "float32"
         return sorted(labels), dict(sorted(quality.items()))
 
-    def _assemble(self, runs: Sequence[tuple[str, _Loc]], columns: Sequence[str] | None) -> pd.DataFrame:
+    def _assemble(self, runs: Sequence[tuple[str, ItemLocation]], columns: Sequence[str] | None) -> pd.DataFrame:
         segs = sorted({loc.segment for _, loc in runs})
         label_names, quality_kinds = self._column_kinds(segs) if segs else self._column_kinds(sorted(self._segments))
         names = _frame_columns(label_names, quality_kinds)
@@ -404,7 +420,7 @@ class Store:
 
         ``order="item"`` (default): by (item key, row). ``order="segment"``: the order of ``to_dask(order="segment")``.
         """
-        return self._assemble(self._runs(items, order), columns)
+        return self._assemble(self.locations(items, order), columns)
 
     # -- embeddings
     def read(
@@ -417,7 +433,7 @@ class Store:
         order: Order = "item",
     ) -> StoreData:
         """Rows (and embeddings, as ``dtype``; None keeps the stored dtype) of ``items`` (default: all done)."""
-        runs = self._runs(items, order)
+        runs = self.locations(items, order)
         table = self._assemble(runs, columns)
         if not embeddings:
             return StoreData(None, table, self.feature_names)
@@ -437,7 +453,7 @@ class Store:
         self, items: Sequence[str] | None = None, *, dtype: Any = np.float32
     ) -> Iterator[tuple[str, np.ndarray, pd.DataFrame]]:
         """(key, embeddings (n, dim), row table) per committed item, by key."""
-        runs = self._runs(items, "item")
+        runs = self.locations(items, "item")
         label_names, quality_kinds = self._column_kinds(sorted({loc.segment for _, loc in runs}))
         names = _frame_columns(label_names, quality_kinds)
         readers: dict[str, EmbeddingsReader] = {}
@@ -475,12 +491,12 @@ class Store:
 
         if rows:
             return StoreData(self.to_dask(order=order, dtype=dtype), self.rows(order=order), self.feature_names)
-        runs = self._runs(None, order)
+        runs = self.locations(None, order)
         if not runs:
             return da.zeros((0, self.dim), dtype=self.dtype if dtype is None else dtype, chunks=(1, self.dim))
         arrays: dict[str, Any] = {}
         blocks = []
-        for seg, start, _dst, n in _merge_consecutive(runs):
+        for seg, start, _dst, n in merge_consecutive(runs):
             if seg not in arrays:
                 arr, handle = self._backend.to_dask(
                     self._segments[seg].path, name=f"mmer-{self.fingerprint}-{seg}-{uuid.uuid4().hex[:6]}"
@@ -579,7 +595,7 @@ def _merge_runs(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return out
 
 
-def _merge_consecutive(runs: Sequence[tuple[str, _Loc]]) -> list[tuple[str, int, int, int]]:
+def merge_consecutive(runs: Sequence[tuple[str, ItemLocation]]) -> list[tuple[str, int, int, int]]:
     """(segment, src_start, dst_start, n) in output order, merging runs that continue the previous one."""
     out: list[tuple[str, int, int, int]] = []
     dst = 0

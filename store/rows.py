@@ -64,7 +64,7 @@ class StoreData:
         return out
 
 
-def _table_from_index(items: Sequence[Mapping[str, Any]], cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def table_from_index(items: Sequence[Mapping[str, Any]], cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     counts = np.array([int(it["n_rows"]) for it in items], dtype=np.int64)
     n = int(counts.sum())
 

@@ -1,7 +1,9 @@
-"""``SegmentInfo``: a published segment of a store and its index attribute (what readers, verify and gc see)."""
+"""``SegmentInfo``: a published segment of a store and its index attribute (what readers, verify and gc see);
+``ItemLocation``: where a committed item's rows are."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,3 +39,14 @@ class SegmentInfo:
         """Where array ``name`` (e.g. ``rows/t_start_s``) is stored: the same name in a segment, the flat name
         (``t_start_s``) in the compacted base."""
         return self.attrs.get("compacted", {}).get("arrays", {}).get(name, name)
+
+
+@dataclass(frozen=True)
+class ItemLocation:
+    """Where a committed item's rows are: rows ``start : start + n_rows`` of ``segment``; ``info`` is the item's
+    entry in that segment's index (key, subject, session, trial, fold, timing_s, meta, ...)."""
+
+    segment: str
+    start: int
+    n_rows: int
+    info: Mapping[str, Any]

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,8 +64,11 @@ class _Pending:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class StoreWriter(Store):
+class StoreWriter:
     """Writes items into a store; see ``create_store``. Not thread-safe: one writer per thread or process.
+
+    It holds a ``Store`` (``writer.store``) for what is committed (``status``, ``items`` and ``claim`` ask it) and
+    its own backend for what it writes; reading goes through ``writer.store`` or ``open_store``.
 
     Items stream into an open, uncommitted segment (a ``.tmp~`` name under ``segments/``): ``write_item`` writes
     the item's full chunks straight from the caller's array (the rows of a partial chunk wait in a one-chunk
@@ -87,20 +90,27 @@ class StoreWriter(Store):
         durable: bool = True,
         compression: str | None = None,
     ) -> None:
-        super().__init__(path)
+        self.store = Store(path)
+        self.path = self.store.path
+        self.backend: str = self.store.backend
+        self.manifest = self.store.manifest
+        self.fingerprint: str = self.store.fingerprint
+        self.dim = self.store.dim
+        self.dtype = self.store.dtype
+        info = self.store.store_info
         if writer_id is None:
             writer_id = sanitize_name(f"{hostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         if not safe_name(writer_id):
             raise StoreError(f"writer_id {writer_id!r} must match [A-Za-z0-9_][A-Za-z0-9_.-]* (it names files)")
         self.writer_id = writer_id
-        self.chunk_rows = int(chunk_rows or self._info.get("chunk_rows") or default_chunk_rows(self.dim, self.dtype))
+        self.chunk_rows = int(chunk_rows or info.get("chunk_rows") or default_chunk_rows(self.dim, self.dtype))
         if self.chunk_rows < 1:
             raise StoreError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
         self.segment_rows = int(segment_rows or default_segment_rows(self.chunk_rows, self.dim, self.dtype))
         self.flush_interval_s = float(flush_interval_s)
         self.claim_ttl_s = float(claim_ttl_s)
         self.durable = bool(durable)
-        compression = compression if compression is not None else self._info.get("compression")
+        compression = compression if compression is not None else self.store.compression
         self._backend = create_backend(self.backend, compression)
         self._pending: dict[str, _Pending] = {}
         self._claims: set[str] = set()
@@ -118,11 +128,42 @@ class StoreWriter(Store):
     def _next_seq(self) -> int:
         prefix = f"{self.writer_id}-"
         seqs = [0]
-        for name in self._segment_names():
+        for name in [*self.store.segments, *self.store.bad_segments]:
             stem = name[: -len(self._backend.suffix)]
             if stem.startswith(prefix) and stem[len(prefix) :].isdigit():
                 seqs.append(int(stem[len(prefix) :]))
         return max(seqs) + 1
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.store.segments_dir
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.store.failed_dir
+
+    @property
+    def claims_dir(self) -> Path:
+        return self.store.claims_dir
+
+    def _committed(self, key: str) -> bool:
+        return self.store.segment_of(key) is not None
+
+    def status(self, key: str) -> Literal["done", "failed", "absent"]:
+        """``done`` if the item is committed (as of this writer's last look), ``failed`` if its last attempt
+        failed, else ``absent``; see ``Store.status``."""
+        return self.store.status(key)
+
+    def items(self, status: Literal["done", "failed"] = "done") -> list[str]:
+        """Sorted keys of the committed (``done``) or ``failed`` items; see ``Store.items``."""
+        return self.store.items(status)
+
+    def refresh(self) -> None:
+        """Pick up segments and failure records other writers committed since."""
+        self.store.refresh()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, writer_id={self.writer_id!r}, backend={self.backend!r})"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -145,13 +186,13 @@ class StoreWriter(Store):
             return True
         if key in self._pending:
             return False
-        self._scan_segments()
-        if key in self._loc:
+        self.store.refresh()
+        if self._committed(key):
             return False
         if not try_claim(self.claims_dir, key, self.writer_id, self.claim_ttl_s):
             return False
-        self._scan_segments()  # a writer may have committed it and released its claim just before ours
-        if key in self._loc:
+        self.store.refresh()  # a writer may have committed it and released its claim just before ours
+        if self._committed(key):
             release_claim(self.claims_dir, key, self.writer_id)
             return False
         self._claims.add(key)
@@ -185,9 +226,9 @@ class StoreWriter(Store):
             bad = [n for n in names if not safe_name(n)]
             if bad:
                 raise StoreError(f"item {key}: {group} names {bad} must match [A-Za-z0-9_][A-Za-z0-9_.-]*")
-        if key in self._loc:
+        if self._committed(key):
             raise StoreError(
-                f"item {key} is already committed in {self.path} (segment {self._loc[key].segment}); "
+                f"item {key} is already committed in {self.path} (segment {self.store.segment_of(key)}); "
                 "skip done items with status()/claim()"
             )
         if key in self._pending:
@@ -292,9 +333,9 @@ class StoreWriter(Store):
     def mark_failed(self, key: str, error: str, timing_s: float | None = None) -> None:
         """Record that ``key`` failed with ``error`` (replacing an older record); releases its claim."""
         self._check_open()
-        if key in self._loc or key in self._pending:
+        if self._committed(key) or key in self._pending:
             log.warning("store %s: item %s is %s; not marking it failed", self.path, key,
-                        "committed" if key in self._loc else "written, not yet committed")
+                        "committed" if self._committed(key) else "written, not yet committed")
             return
         record = {"key": key, "error": str(error), "timing_s": None if timing_s is None else float(timing_s),
                   "writer": self.writer_id, "host": hostname(), "pid": os.getpid(), "time": now_iso()}
@@ -349,7 +390,7 @@ class StoreWriter(Store):
                 "uncommitted item(s) stay absent and will be redone"
             ) from exc
         # Committed. Index it, then tidy up failure records and claims.
-        self._add_segment(SegmentInfo(final.name, final, json.loads(json.dumps(attrs))))
+        self.store.add_committed_segment(SegmentInfo(final.name, final, json.loads(json.dumps(attrs))))
         for it in items:
             failed = self.failed_dir / (escape_key(it.key) + ".json")
             if failed.exists():
@@ -391,7 +432,7 @@ class StoreWriter(Store):
             for key in list(self._claims):
                 self.release(key)
             self._closed = True
-            super().close()
+            self.store.close()
 
     def __enter__(self) -> StoreWriter:
         return self

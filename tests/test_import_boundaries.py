@@ -145,6 +145,18 @@ def test_a_store_cycle_is_caught_also_through_a_lazy_import(tmp_path: Path) -> N
     ]
 
 
-def test_verify_and_gc_read_the_store_through_public_accessors() -> None:
-    assert private_store_reads(ROOT / "store" / "verify.py") == []
-    assert private_store_reads(ROOT / "store" / "gc.py") == []
+@pytest.mark.parametrize("module", ["verify.py", "gc.py", "compaction.py"])
+def test_verify_gc_and_compaction_read_the_store_through_public_accessors(module: str) -> None:
+    assert private_store_reads(ROOT / "store" / module) == []
+
+
+def test_a_private_store_read_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("def f(store):\n    return store._runs(None, 'item'), store.segments\n")
+    assert private_store_reads(tmp_path / "bad.py") == ["bad.py:2 store._runs"]
+
+
+def test_a_writer_is_not_a_store() -> None:
+    """``StoreWriter`` holds a ``Store`` (composition) rather than inheriting the whole reader API."""
+    tree = ast.parse((ROOT / "store" / "writer.py").read_text())
+    writer = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "StoreWriter")
+    assert [ast.unparse(b) for b in writer.bases] == []

@@ -202,15 +202,9 @@ def compact_finished(path: Path) -> None:
     """Fold a finished job's segments into the store's compacted base (plain zarr/xarray/h5py open it); a
     failure is logged, never fatal: the segments keep serving and ``pipeline stores compact`` retries."""
     from store import StoreError, compact_store
-    from store.layout import STORE_FILE
 
     try:
-        if json.loads((Path(path) / STORE_FILE).read_text()).get("compression"):
-            # a compressed store (the uint8 crop store: zstd/gzip segments) stays in its segments: the compacted
-            # base is written uncompressed, which would undo the compression (~2x the bytes for face crops)
-            log.info("%s: compressed segments kept as they are (not compacted)", path)
-            return
-        result = compact_store(path)
+        result = compact_store(path)  # a compressed store (the crop store) keeps its codec in the base
     except (StoreError, OSError) as exc:
         log.warning("compacting %s failed (the segments still serve; retry with `pipeline stores compact`): %s",
                     path, exc)

@@ -179,16 +179,18 @@ class BaseWriter(ABC):
 
     ``write_embeddings`` gets consecutive blocks of rows whose starts are multiples of ``shard_rows`` (each a whole
     shard, the last one possibly shorter); ``write_array`` one per-row (or coordinate) array whole.
+    ``compression``: the store's codec (as its segments use it) for the embeddings, or None.
     """
 
     def __init__(self, path: Path, n_rows: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
-                 shard_rows: int) -> None:
+                 shard_rows: int, compression: str | None = None) -> None:
         self.path = Path(path)
         self.n_rows = int(n_rows)
         self.row_shape = tuple(int(d) for d in row_shape)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.chunk_rows = int(chunk_rows)
         self.shard_rows = int(shard_rows)
+        self.compression = compression
 
     @abstractmethod
     def write_embeddings(self, start: int, block: np.ndarray) -> None:
@@ -267,7 +269,7 @@ class SegmentBackend(ABC):
     @abstractmethod
     def open_base(self, tmp: Path, n_rows: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
                   shard_rows: int) -> BaseWriter:
-        """Start writing a base at ``tmp`` (which does not exist yet)."""
+        """Start writing a base at ``tmp`` (which does not exist yet), compressed as this backend's segments."""
 
     @abstractmethod
     def publish_base(self, root: Path, tmp: Path, old: Mapping[str, Any] | None, generation: int, *,

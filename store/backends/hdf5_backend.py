@@ -216,7 +216,7 @@ class HDF5Backend(SegmentBackend):
         return read_h5_base(Path(root))
 
     def open_base(self, tmp, n_rows, row_shape, dtype, chunk_rows, shard_rows):  # type: ignore[override]
-        return H5BaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows)
+        return H5BaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows, self.compression)
 
     def publish_base(self, root, tmp, old, generation, *, durable):  # type: ignore[override]
         publish_h5_base(Path(root), Path(tmp), durable=durable)

@@ -1,6 +1,7 @@
 """The compacted base of an hdf5 store: ONE file ``<store>/store.h5`` that plain ``h5py.File`` opens.
 
-    /embeddings          (row, dim) chunked (chunk_rows, dim), unfiltered; axis labels "row", "dim"
+    /embeddings          (row, dim) chunked (chunk_rows, dim), unfiltered (a compressed store: its segments'
+                         gzip/lzf filter); axis labels "row", "dim"
     /item, /subject, ..., /label_<name>, /q_<name>   per-row datasets (strings: fixed-length UTF-8)
     /dim                 feature names, when the manifest has them
     attrs: mmer_layout, mmer_manifest and mmer_compacted (JSON strings)
@@ -33,12 +34,18 @@ class H5BaseWriter(BaseWriter):
         n, trail = self.n_rows, self.row_shape
         chunks = (max(1, min(self.chunk_rows, n)), *trail) if n else None
         self.chunk_rows = chunks[0] if chunks else 1
-        self.dataset = self.file.create_dataset(_EMB, shape=(n, *trail), dtype=self.dtype, chunks=chunks)
+        opts: dict[str, Any] = {}
+        if self.compression is not None and chunks:  # the segments' filter (gzip level 1 or lzf)
+            opts = {"compression": self.compression, **({"compression_opts": 1} if self.compression == "gzip" else {})}
+        self.dataset = self.file.create_dataset(_EMB, shape=(n, *trail), dtype=self.dtype, chunks=chunks, **opts)
         for axis, label in enumerate(["row", "dim"] if len(trail) == 1 else ["row"]):
             self.dataset.dims[axis].label = label
 
     def write_embeddings(self, start: int, block: np.ndarray) -> None:
         data = np.ascontiguousarray(block, dtype=self.dtype)
+        if self.compression is not None:
+            self.dataset[start : start + len(data)] = data  # through the filter pipeline
+            return
         cr = self.chunk_rows
         full = len(data) // cr * cr
         for lo in range(0, full, cr):  # whole chunks go straight to disk, past the filter pipeline

@@ -338,7 +338,7 @@ class ZarrBackend(SegmentBackend):
         return read_zarr_base(Path(root))
 
     def open_base(self, tmp, n_rows, row_shape, dtype, chunk_rows, shard_rows):  # type: ignore[override]
-        return ZarrBaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows)
+        return ZarrBaseWriter(Path(tmp), n_rows, row_shape, dtype, chunk_rows, shard_rows, self.compression)
 
     def publish_base(self, root, tmp, old, generation, *, durable):  # type: ignore[override]
         publish_zarr_base(Path(root), Path(tmp), old, generation, durable=durable)

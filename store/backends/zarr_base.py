@@ -3,7 +3,8 @@
     zarr.json            group; attributes mmer_layout, mmer_manifest, mmer_compacted (the base's index);
                          consolidated metadata of every array (so xarray opens it without a warning)
     embeddings/          (row, dim) sharded like a segment: shards of ``shard_rows`` rows (c.<s>.0), raw inner
-                         chunks of ``chunk_rows`` rows, shard index + CRC-32C at the end of each shard
+                         chunks of ``chunk_rows`` rows, shard index + CRC-32C at the end of each shard (zstd
+                         inner chunks in a compressed store, the codec of its segments)
     item/, subject/, ..., label_<name>/, q_<name>/   1-D (or (row, ...)) arrays on ``row``, one chunk each
     dim/                 feature names (strings) on ``dim``, when the manifest has them
 
@@ -56,29 +57,42 @@ def kept_segment_name(generation: int) -> str:
 
 
 class ZarrBaseWriter(BaseWriter):
-    """Writes a base group at ``path`` with plain file writes (the bytes the Zarr v3 spec fixes)."""
+    """Writes a base group at ``path`` with plain file writes (the bytes the Zarr v3 spec fixes); compressed
+    embeddings (``compression="zstd"``, as the segments) go through zarr-python: zstd inner chunks in shards."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.path.mkdir()
         self.metas: dict[str, dict[str, Any]] = {}
+        self._zarr: Any = None
         emb = self.path / _EMB
-        emb.mkdir()
         n, trail = self.n_rows, self.row_shape
-        if n == 0:
-            meta = _array_meta((0, *trail), (1, *trail), self.dtype, dims=_emb_dims(trail))
-        else:
+        if n:
             inner = min(self.chunk_rows, n)
             self.chunk_rows = inner
             self.shard_rows = max(inner, self.shard_rows // inner * inner)
-            meta = _array_meta((n, *trail), (self.shard_rows, *trail), self.dtype, inner=(inner, *trail),
+        if self.compression is not None:
+            if n:  # no shard longer than the array: its index would hold empty entries (16 bytes per chunk)
+                self.shard_rows = min(self.shard_rows, -(-n // self.chunk_rows) * self.chunk_rows)
+            self._zarr = _create_compressed(emb, n, trail, self.dtype, self.chunk_rows, self.shard_rows)
+            with open(emb / "zarr.json", "rb") as fh:
+                self.metas[_EMB] = json.loads(fh.read())
+            return
+        emb.mkdir()
+        if n == 0:
+            meta = _array_meta((0, *trail), (1, *trail), self.dtype, dims=_emb_dims(trail))
+        else:
+            meta = _array_meta((n, *trail), (self.shard_rows, *trail), self.dtype, inner=(self.chunk_rows, *trail),
                                dims=_emb_dims(trail))
         _write_json(emb / "zarr.json", meta)
         self.metas[_EMB] = meta
 
     def write_embeddings(self, start: int, block: np.ndarray) -> None:
-        shard = start // self.shard_rows
         data = np.ascontiguousarray(block, dtype=self.dtype)
+        if self._zarr is not None:
+            self._zarr[start : start + len(data)] = data  # whole shards: zarr-python writes each one once
+            return
+        shard = start // self.shard_rows
         cr = self.chunk_rows
         row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         chunk_bytes = cr * row_bytes
@@ -109,6 +123,21 @@ class ZarrBaseWriter(BaseWriter):
         _write_json(self.path / "zarr.json", root_meta(attrs, self.metas))
         if durable:
             fsync_tree(self.path)
+
+
+def _create_compressed(path: Path, n: int, trail: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
+                       shard_rows: int) -> Any:
+    """The base's embeddings array with the segments' codec (``ZstdCodec(level=1)``), sharded like a raw base."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    chunks = (max(1, chunk_rows), *trail)
+    return zarr.create_array(
+        str(path), shape=(n, *trail), chunks=chunks, shards=(shard_rows, *trail) if n else None, dtype=dtype,
+        compressors=[ZstdCodec(level=1)], filters=None, fill_value=0,
+        chunk_key_encoding={"name": "default", "separator": _SEP}, config={"write_empty_chunks": True},
+        dimension_names=_emb_dims(trail),
+    )
 
 
 def _emb_dims(trail: tuple[int, ...]) -> list[str]:

@@ -59,9 +59,13 @@ def test_crop_store_holds_the_aligned_crops_compressed_and_fingerprinted(deap_ro
     finally:
         ex.close()
     np.testing.assert_array_equal(data.crops[(data.rows["item"] == item.key).to_numpy()], expected)
-    # zstd-compressed on disk (and kept so: extract does not fold a compressed store into an uncompressed base)
+    # compacted by extract into one zarr group that keeps the segments' zstd codec (no segments left)
+    import zarr
+
+    assert store.compacted and list(store.segments) == ["(compacted)"]
     metas = [json.loads(p.read_text()) for p in path.rglob("embeddings/zarr.json")]
-    assert metas and all("zstd" in [c["name"] for c in m["codecs"]] for m in metas)
+    assert metas and all('"zstd"' in json.dumps(m["codecs"]) for m in metas)
+    np.testing.assert_array_equal(zarr.open_group(path, mode="r")["embeddings"][:], raw.embeddings)
     pixels = [p for p in path.rglob("*") if p.is_file() and "embeddings" in p.parts and p.name != "zarr.json"]
     assert sum(p.stat().st_size for p in pixels) < raw.embeddings.nbytes
     assert path.name.endswith(f"-{str(fingerprint)[:8]}.zarr") and "64px" in path.name  # named by its fingerprint

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from store_testlib import make_item, make_manifest
 
-from store import collect_garbage, create_store, open_store
+from store import Store, StoreWriter, collect_garbage, compact_store, create_store, open_store
 
 
 @pytest.mark.parametrize("backend", ["zarr", "hdf5"])
@@ -34,6 +34,46 @@ def test_segments_bad_segments_segment_of_and_failure_records(tmp_path: Path, ba
     store.close()
     reasons = [a.reason for a in collect_garbage(path, dry_run=True)]
     assert reasons == ["failure of 'a/1' superseded"]
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_locations_manifest_dict_and_store_info(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "s"
+    with create_store(path, make_manifest(dim=4), backend=backend, writer_id="w", compression=None) as writer:
+        for key, n in (("b/2", 2), ("a/1", 3)):
+            writer.write_item(make_item(key, n, 4))
+        writer.flush()
+    store = open_store(path)
+    locs = store.locations()
+    assert [k for k, _ in locs] == ["a/1", "b/2"] and [loc.n_rows for _, loc in locs] == [3, 2]
+    assert [loc.start for _, loc in locs] == [2, 0] and {loc.segment for _, loc in locs} == {store.segment_of("a/1")}
+    assert [k for k, _ in store.locations(["b/2"])] == ["b/2"] and locs[0][1].info["key"] == "a/1"
+    assert [k for k, _ in store.locations(order="segment")] == ["b/2", "a/1"]
+    raw = store.manifest_dict
+    assert raw["fingerprint"] == store.fingerprint and raw["dim"] == 4
+    raw["dim"] = 99  # a copy: the store is untouched
+    assert store.manifest_dict["dim"] == 4
+    assert store.store_info["backend"] == backend and store.compression is None
+    with pytest.raises(TypeError):
+        store.store_info["backend"] = "x"  # type: ignore[index]
+    assert compact_store(path).compacted
+    assert open_store(path).manifest_dict == store.manifest_dict
+
+
+def test_a_writer_holds_a_store_instead_of_being_one(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with create_store(path, make_manifest(dim=4), writer_id="w") as writer:
+        assert isinstance(writer, StoreWriter) and not isinstance(writer, Store)
+        assert isinstance(writer.store, Store) and writer.store.path == writer.path == path
+        assert not hasattr(writer, "read") and not hasattr(writer, "to_dask")  # reading goes through writer.store
+        writer.write_item(make_item("a/1", 3, 4))
+        assert writer.status("a/1") == "absent" and writer.pending == ["a/1"]
+        writer.flush()
+        assert writer.status("a/1") == "done" and writer.items() == ["a/1"]
+        assert writer.store.read().embeddings.shape == (3, 4)  # its new segment is indexed at commit
+        writer.mark_failed("c/3", "boom")
+        assert writer.items("failed") == ["c/3"] and not writer.claim("a/1") and writer.claim("c/3")
+        assert (writer.dim, writer.fingerprint) == (4, writer.store.fingerprint)
 
 
 def test_old_import_paths_name_the_same_objects() -> None:

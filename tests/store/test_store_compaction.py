@@ -153,3 +153,75 @@ def test_sigkill_during_compaction_loses_nothing(tmp_path: Path, backend: str, s
         store = open_store(path)
         assert list(store._segments) == ["(compacted)"] and store.verify() == [], step
         assert_same(store.read(), reference[backend])
+
+
+def _crop_items(n_items: int, rows: int, dim: int) -> list:
+    """uint8 'crops' that compress (smooth ramps plus a little noise), as a face crop store holds."""
+    from store.schema import ItemRows
+
+    out = []
+    for i in range(n_items):
+        rng = np.random.default_rng(i)
+        base = (np.arange(dim) // 7 + i * 3) % 256
+        emb = ((base[None, :] + (rng.random((rows, dim)) < 0.05)) % 256).astype(np.uint8)
+        t = np.arange(rows, dtype=np.float64)
+        out.append(ItemRows(key=f"s{i % 3:02d}/trial{i:02d}", embeddings=emb, subject=f"s{i % 3:02d}", session=1,
+                            trial=f"trial{i:02d}", t_start_s=t, t_end_s=t + 1.0, labels={"valence": float(i)},
+                            quality={"face_found": np.arange(rows) % 4 != 0}))
+    return out
+
+
+def _embedding_bytes(path: Path) -> int:
+    """Bytes the embeddings take on disk: zarr chunk/shard files, or the hdf5 datasets' storage."""
+    import h5py
+
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and "embeddings" in p.parts
+                and p.name != "zarr.json")
+    for h5 in path.rglob("*.h5"):
+        with h5py.File(h5, "r") as f:
+            total += f["embeddings"].id.get_storage_size()
+    return total
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_a_compressed_store_stays_compressed_when_compacted(tmp_path: Path, backend: str) -> None:
+    import h5py
+    import zarr
+
+    path, dim = tmp_path / "crops.store", 768
+    manifest = make_manifest(dim=dim, dtype="uint8", kind="face_crops")
+    with create_store(path, manifest, backend=backend, writer_id="w", chunk_rows=16, segment_rows=64,
+                      durable=False) as w:
+        for item in _crop_items(12, 20, dim):
+            w.write_item(item)
+    store = open_store(path)
+    assert store.compression == ("zstd" if backend == "zarr" else "gzip") and len(store.segments) > 1
+    before, seg_bytes = store.read(dtype=None), _embedding_bytes(path)
+    assert seg_bytes < 0.5 * before.embeddings.nbytes  # the segments are compressed
+    assert compact_store(path).compacted
+    store = open_store(path)
+    assert list(store.segments) == ["(compacted)"] and store.verify() == []
+    after = store.read(dtype=None)
+    assert after.embeddings.dtype == np.uint8 and np.array_equal(after.embeddings, before.embeddings)
+    pd.testing.assert_frame_equal(after.rows, before.rows)
+    assert _embedding_bytes(path) <= 1.2 * seg_bytes  # the base kept the codec
+    if backend == "zarr":
+        group = zarr.open_group(path, mode="r")
+        assert "zstd" in json.dumps(json.loads((path / "embeddings" / "zarr.json").read_text())["codecs"])
+        assert np.array_equal(group["embeddings"][:], before.embeddings)
+        assert list(group["item"][:]) == list(before.rows["item"])
+    else:
+        with h5py.File(path / "store.h5", "r") as f:
+            assert f["embeddings"].compression == "gzip"
+            assert np.array_equal(f["embeddings"][:], before.embeddings)
+            assert list(f["item"].asstr()[:]) == list(before.rows["item"])
+    # more items land in segments beside the compressed base, and the next compaction folds them in
+    with create_store(path, manifest, backend=backend, writer_id="w2", chunk_rows=16, durable=False) as w:
+        extra = _crop_items(14, 20, dim)[12:]
+        for item in extra:
+            w.write_item(item)
+    merged = open_store(path).read(dtype=None)
+    assert compact_store(path).compacted
+    store = open_store(path)
+    assert list(store.segments) == ["(compacted)"] and store.verify() == []
+    assert np.array_equal(store.read(dtype=None).embeddings, merged.embeddings)
