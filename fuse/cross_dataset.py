@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from fuse.align import align, to_trials
 from fuse.config import FuseConfig, config_to_dict
-from fuse.data import FuseDataError, ModalityData, align, find_stores, load_store, roles_for, to_trials
+from fuse.inputs import FuseDataError, ModalityData, find_stores, load_store, roles_for
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.targets import Target, make_target
 

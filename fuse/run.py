@@ -18,18 +18,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from fuse.align import AlignedTable, align, to_trials
 from fuse.config import SINGLE_MODALITY, FuseConfig, config_to_dict
-from fuse.data import (
-    AlignedTable,
-    FuseDataError,
-    ModalityData,
-    align,
-    find_stores,
-    load_store,
-    ordered,
-    roles_for,
-    to_trials,
-)
+from fuse.inputs import FuseDataError, ModalityData, find_stores, load_store, ordered, roles_for
 from fuse.interpret import reliability, subject_spread, write_interpretation
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.models import FusionModel, save_model

@@ -22,8 +22,8 @@ from torch import nn
 from fuse import train
 from fuse.classifiers import LogReg, Preprocessor
 from fuse.config import FuseConfig, TrainConfig, config_to_dict
-from fuse.data import FuseDataError, ModalityData
 from fuse.errors import FuseInputError
+from fuse.inputs import FuseDataError, ModalityData
 from fuse.nets import sinusoidal_positions
 
 TEMPORAL_HEADS = ("gru", "transformer", "frames")
