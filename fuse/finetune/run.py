@@ -182,6 +182,7 @@ def _cross_validate(cfg: FinetuneConfig, lab: _Labelled,
 
 def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: CropData | None,
          overwrite: bool = False) -> FinetuneResult:
+    """``run_finetune`` under its thread limit: splits, final model, metrics and results directory."""
     t0 = time.perf_counter()
     lab = _labelled(cfg, data if data is not None else load_crops(cfg.store, cfg.frames_per_item))
     data, rows, classes = lab.data, lab.rows, lab.classes
