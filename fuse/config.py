@@ -139,7 +139,7 @@ class FuseConfig:
     expect_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def quality_limits(self) -> dict[str, float]:
-        """The face-quality filters this run applies: config field -> bound (see ``fuse.data.QUALITY_LIMITS``)."""
+        """The face-quality filters this run applies: config field -> bound (see ``fuse.inputs.QUALITY_LIMITS``)."""
         names = ("max_yaw", "max_pitch", "min_face_px", "min_sharpness", "max_align_residual")
         return {name: float(getattr(self, name)) for name in names if getattr(self, name) > 0}
 

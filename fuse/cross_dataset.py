@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from fuse.align import AlignedTable, align, to_trials
 from fuse.config import FuseConfig, config_to_dict
-from fuse.data import FuseDataError, ModalityData, align, find_stores, load_store, roles_for, to_trials
+from fuse.inputs import FuseDataError, ModalityData, find_stores, load_store, roles_for
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.targets import Target, make_target
 
@@ -58,7 +61,7 @@ def map_probabilities(proba: np.ndarray, source: Sequence[str], target: Sequence
     return np.divide(out, total, out=np.full_like(out, 1.0 / len(target)), where=total > 0)
 
 
-def _table_and_target(cfg: FuseConfig, modalities: Sequence[ModalityData]) -> tuple[Any, Target, np.ndarray]:
+def _table_and_target(cfg: FuseConfig, modalities: Sequence[ModalityData]) -> tuple[AlignedTable, Target, np.ndarray]:
     from fuse.run import used_rows
 
     table = align(modalities, window_s=cfg.window_s)
@@ -78,13 +81,37 @@ def load_test_modalities(cfg: FuseConfig) -> list[ModalityData]:
     return [load_store(p) for p in paths.values()]
 
 
+def _fit_and_predict(cfg: FuseConfig, tr: tuple[AlignedTable, Target, np.ndarray],
+                     te: tuple[AlignedTable, Target, np.ndarray],
+                     mapping: dict[str, str], base_default: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Fit on the training rows, predict the test rows through ``mapping``: (predictions, mapped probabilities)."""
+    from fuse.run import make_inputs
+    from fuse.strategies import create_strategy
+
+    (tr_table, tr_target, tr_idx), (te_table, te_target, te_idx) = tr, te
+    y_tr = tr_target.codes[tr_idx]
+    strategy = create_strategy(cfg, len(tr_target.classes), seed=cfg.seed)
+    strategy.fit(make_inputs(tr_table, tr_idx, cfg), y_tr)
+    proba_src = strategy.predict_proba(make_inputs(te_table, te_idx, cfg))
+    proba = map_probabilities(proba_src, tr_target.classes, te_target.classes, mapping)
+    base_src = tr_target.classes[majority_class(y_tr, len(tr_target.classes))]
+    base = te_target.classes.index(mapping[base_src]) if base_src in mapping else base_default
+
+    rows = te_table.rows.iloc[te_idx].reset_index(drop=True)
+    predictions = rows[["item", "subject", "session", "trial", "row", "t_start_s", "t_end_s"]].copy()
+    predictions.insert(2, "fold", "cross-dataset")
+    predictions["y_true"], predictions["y_pred"], predictions["y_baseline"] = (
+        te_target.codes[te_idx], proba.argmax(axis=1), base)
+    for c, name in enumerate(te_target.classes):
+        predictions[f"p_{name}"] = proba[:, c]
+    return predictions, proba
+
+
 def run_cross_dataset(cfg: FuseConfig, train: Sequence[ModalityData], test: Sequence[ModalityData],
                       *, write: bool = True) -> Any:
     """Fit ``cfg.strategy`` on all of ``train``, score ``test`` through ``cfg.label_map``; a ``RunResult``."""
-    from fuse.interpret import reliability, subject_spread, write_interpretation
-    from fuse.results import write_results
-    from fuse.run import RunResult, make_inputs, resolve
-    from fuse.strategies import create_strategy
+    from fuse.interpret import reliability, subject_spread
+    from fuse.run import RunResult, resolve
 
     cfg = resolve(cfg)
     if cfg.strategy == "transformer":
@@ -95,32 +122,18 @@ def run_cross_dataset(cfg: FuseConfig, train: Sequence[ModalityData], test: Sequ
         raise FuseDataError(f"cross-dataset: {len(tr_idx)} usable training rows, {len(te_idx)} test rows")
     mapping = resolve_map(cfg.label_map, tr_target.classes, te_target.classes)
     scored_classes = sorted({te_target.classes.index(t) for t in mapping.values()})
-    y_te_all = te_target.codes[te_idx]
-    scored = np.isin(y_te_all, scored_classes)
-    te_idx, y_te = te_idx[scored], y_te_all[scored]
+    scored = np.isin(te_target.codes[te_idx], scored_classes)
+    te_idx = te_idx[scored]
     if len(te_idx) == 0:
         raise FuseDataError("cross-dataset: no test row has a class the label map reaches")
-
-    y_tr = tr_target.codes[tr_idx]
-    strategy = create_strategy(cfg, len(tr_target.classes), seed=cfg.seed)
-    strategy.fit(make_inputs(tr_table, tr_idx, cfg), y_tr)
-    proba_src = strategy.predict_proba(make_inputs(te_table, te_idx, cfg))
-    proba = map_probabilities(proba_src, tr_target.classes, te_target.classes, mapping)
-    base_src = tr_target.classes[majority_class(y_tr, len(tr_target.classes))]
-    base = te_target.classes.index(mapping[base_src]) if base_src in mapping else int(scored_classes[0])
-
-    rows = te_table.rows.iloc[te_idx].reset_index(drop=True)
-    predictions = rows[["item", "subject", "session", "trial", "row", "t_start_s", "t_end_s"]].copy()
-    predictions.insert(2, "fold", "cross-dataset")
-    predictions["y_true"], predictions["y_pred"], predictions["y_baseline"] = y_te, proba.argmax(axis=1), base
+    predictions, proba = _fit_and_predict(cfg, (tr_table, tr_target, tr_idx), (te_table, te_target, te_idx),
+                                          mapping, int(scored_classes[0]))
     proba_cols = [f"p_{c}" for c in te_target.classes]
-    for c, col in enumerate(proba_cols):
-        predictions[col] = proba[:, c]
     summary = summarise(predictions, len(te_target.classes), proba_cols)
     per_fold, per_subject = fold_table(predictions), subject_table(predictions)
-    per_fold["n_train_classes"] = int(len(np.unique(y_tr)))
+    per_fold["n_train_classes"] = int(len(np.unique(tr_target.codes[tr_idx])))
     per_fold["single_class"] = (per_fold["n_test_classes"] < 2) | (per_fold["n_train_classes"] < 2)
-    _, ece = reliability(proba, y_te)
+    _, ece = reliability(proba, te_target.codes[te_idx])
     metrics: dict[str, Any] = {
         "strategy": cfg.strategy, "classifier": cfg.classifier, "protocol": "cross-dataset",
         "granularity": cfg.granularity, "dataset": f"{train[0].dataset}->{test[0].dataset}", "seed": cfg.seed,
@@ -128,25 +141,38 @@ def run_cross_dataset(cfg: FuseConfig, train: Sequence[ModalityData], test: Sequ
         "label_map": {"name": cfg.label_map, "mapping": mapping},
         "rows": {"train": int(len(tr_idx)), "test_used": int(len(te_idx)), "total": int(len(te_table)),
                  "used": int(len(te_idx)), "test_unmapped_class": int((~scored).sum())},
-        "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()), "n_folds": 1,
-        **summary, "across_subjects": subject_spread(per_subject), "calibration": {"ece": ece, "n_bins": 10},
+        "n_items": int(predictions["item"].nunique()), "n_subjects": int(predictions["subject"].nunique()),
+        "n_folds": 1, **summary, "across_subjects": subject_spread(per_subject),
+        "calibration": {"ece": ece, "n_bins": 10},
         "single_class_folds": per_fold.loc[per_fold["single_class"], "fold"].tolist(),
         "stores": {f"{side}.{role}": {"fingerprint": s["fingerprint"], "path": s["path"]}
                    for side, tab in (("train", tr_table), ("test", te_table)) for role, s in tab.sources.items()},
     }
     out = None
     if write:
-        splits = [{"name": "cross-dataset", "n_train": int(len(tr_idx)), "n_test": int(len(te_idx)),
-                   "train_items": sorted(set(tr_table.rows["item"].iloc[tr_idx])),
-                   "test_items": sorted(set(rows["item"]))}]
-        stores = {f"train.{r}": s for r, s in tr_table.sources.items()} | {
-            f"test.{r}": s for r, s in te_table.sources.items()}
-        title = f"{cfg.strategy}/{cfg.classifier} {metrics['dataset']} ({cfg.label_map})"
-        out = write_results(cfg.out, config=config_to_dict(cfg), metrics=metrics, per_fold=per_fold,
-                            per_subject=per_subject, predictions=predictions, splits=splits, stores=stores,
-                            classes=list(te_target.classes),
-                            extra=lambda d: write_interpretation(d, predictions=predictions, per_subject=per_subject,
-                                                                 classes=list(te_target.classes), title=title))
-        log.info("results in %s", out)
+        out = _write(cfg, (tr_table, tr_idx), te_table, te_target, predictions, per_fold, per_subject, metrics)
     return RunResult(out=out, config=cfg, metrics=metrics, predictions=predictions, per_fold=per_fold,
                      per_subject=per_subject, table=te_table, final_model=None)
+
+
+def _write(cfg: FuseConfig, train: tuple[AlignedTable, np.ndarray], te_table: AlignedTable, te_target: Target,
+           predictions: pd.DataFrame, per_fold: pd.DataFrame, per_subject: pd.DataFrame,
+           metrics: dict[str, Any]) -> Path:
+    """The results directory of a cross-dataset run: its one split, both sides' stores, the report."""
+    from fuse.interpret import write_interpretation
+    from fuse.results import write_results
+
+    tr_table, tr_idx = train
+    splits = [{"name": "cross-dataset", "n_train": int(len(tr_idx)), "n_test": int(len(predictions)),
+               "train_items": sorted(set(tr_table.rows["item"].iloc[tr_idx])),
+               "test_items": sorted(set(predictions["item"]))}]
+    stores = {f"train.{r}": s for r, s in tr_table.sources.items()} | {
+        f"test.{r}": s for r, s in te_table.sources.items()}
+    title = f"{cfg.strategy}/{cfg.classifier} {metrics['dataset']} ({cfg.label_map})"
+    out = write_results(cfg.out, config=config_to_dict(cfg), metrics=metrics, per_fold=per_fold,
+                        per_subject=per_subject, predictions=predictions, splits=splits, stores=stores,
+                        classes=list(te_target.classes),
+                        extra=lambda d: write_interpretation(d, predictions=predictions, per_subject=per_subject,
+                                                             classes=list(te_target.classes), title=title))
+    log.info("results in %s", out)
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fuse.config import FuseConfig
-from fuse.data import FuseDataError, ModalityData, describe_store
+from fuse.inputs import FuseDataError, ModalityData, describe_store
 from store.schema import FINGERPRINT_FIELDS, Manifest
 
 

@@ -18,22 +18,13 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from fuse.align import AlignedTable, align, to_trials
 from fuse.config import SINGLE_MODALITY, FuseConfig, config_to_dict
-from fuse.data import (
-    AlignedTable,
-    FuseDataError,
-    ModalityData,
-    align,
-    find_stores,
-    load_store,
-    ordered,
-    roles_for,
-    to_trials,
-)
+from fuse.inputs import FuseDataError, ModalityData, find_stores, load_store, ordered, roles_for
 from fuse.interpret import reliability, subject_spread, write_interpretation
 from fuse.metrics import fold_table, majority_class, subject_table, summarise
 from fuse.models import FusionModel, save_model
-from fuse.protocols import make_splits
+from fuse.protocols import Split, make_splits
 from fuse.replay import check_recorded_paths, check_stores, record_inputs
 from fuse.results import check_out_free, write_results
 from fuse.strategies import Inputs, create_strategy
@@ -140,6 +131,36 @@ def compute_threads(jobs: int, torch_threads: int) -> Iterator[None]:
         yield
 
 
+@dataclass
+class _Prepared:
+    """The used rows of one run's aligned table: target, labels, strategy inputs and protocol splits."""
+
+    table: AlignedTable
+    target: Target
+    row_counts: dict[str, int]
+    rows: pd.DataFrame
+    y: np.ndarray
+    inputs: Inputs
+    splits: list[Split]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.target.classes)
+
+
+@dataclass
+class _Scores:
+    """Cross-validated predictions and what they sum up to."""
+
+    predictions: pd.DataFrame
+    summary: dict[str, Any]
+    per_fold: pd.DataFrame
+    per_subject: pd.DataFrame
+    flagged: list[str]
+    ece: float
+    attention: dict[str, dict[str, np.ndarray]]
+
+
 def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, *, write: bool = True,
              overwrite: bool = False) -> RunResult:
     """Run ``cfg``. ``modalities`` (already loaded stores) bypass the store look-up; ``write=False`` keeps it in
@@ -150,10 +171,7 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
         check_out_free(cfg.out, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if modalities is None:
-        modalities = load_modalities(cfg)
-    elif cfg.modalities:
-        modalities = [m for m in modalities if m.role in cfg.modalities]
+    modalities = _run_modalities(cfg, modalities)
     if cfg.temporal != "none":  # one prediction per clip from its frame sequence
         from fuse.temporal import run_temporal
 
@@ -166,13 +184,43 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     cfg = record_inputs(cfg, modalities)  # what config.yaml records: absolute store paths and fingerprints
 
     t0 = time.perf_counter()
+    prep = _prepare(cfg, modalities)
+    timings["align_s"] = time.perf_counter() - t0
+    log.info("%s: %d rows (%d items, %d subjects), %d classes, %d splits", cfg.protocol, len(prep.rows),
+             prep.rows["item"].nunique(), prep.rows["subject"].nunique(), prep.n_classes, len(prep.splits))
+
+    t0 = time.perf_counter()
+    scores = _cross_validate(cfg, prep)
+    timings["cv_s"] = time.perf_counter() - t0
+
+    final: FusionModel | None = None
+    if cfg.save_final:
+        t0 = time.perf_counter()
+        final = _final_model(cfg, prep)
+        timings["final_fit_s"] = time.perf_counter() - t0
+    metrics = _metrics(cfg, prep, scores, timings, dataset=modalities[0].dataset)
+    out = _write(cfg, prep, scores, metrics, final, overwrite) if write else None
+    return RunResult(out=out, config=cfg, metrics=metrics, predictions=scores.predictions, per_fold=scores.per_fold,
+                     per_subject=scores.per_subject, table=prep.table, final_model=final)
+
+
+def _run_modalities(cfg: FuseConfig, modalities: Sequence[ModalityData] | None) -> Sequence[ModalityData]:
+    """The stores the run reads: ``modalities`` given (only those of ``cfg.modalities`` when set), else loaded."""
+    if modalities is None:
+        return load_modalities(cfg)
+    if cfg.modalities:
+        return [m for m in modalities if m.role in cfg.modalities]
+    return modalities
+
+
+def _prepare(cfg: FuseConfig, modalities: Sequence[ModalityData]) -> _Prepared:
+    """Aligned table, target, used rows and protocol splits of a run over ``modalities``."""
     table = align(modalities, window_s=cfg.window_s)
     if cfg.granularity == "trial":
         table = to_trials(table)
-    dataset = modalities[0].dataset
     recorded = [m.manifest.get("label_names", {}).get(cfg.target) for m in modalities]
-    target = make_target(table.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side, dataset=dataset,
-                         class_names=next((names for names in recorded if names), None))
+    target = make_target(table.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side,
+                         dataset=modalities[0].dataset, class_names=next((names for names in recorded if names), None))
     idx, row_counts = used_rows(table, target, cfg)
     if len(idx) == 0:
         raise FuseDataError("no usable rows: every row lacks the label or a modality the strategy needs")
@@ -180,52 +228,63 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
     y = target.codes[idx]
     inputs = make_inputs(table, idx, cfg)
     splits = make_splits(cfg.protocol, rows, y, k=cfg.k, seed=cfg.seed)
-    timings["align_s"] = time.perf_counter() - t0
-    n_classes = len(target.classes)
-    log.info("%s: %d rows (%d items, %d subjects), %d classes, %d splits", cfg.protocol, len(rows),
-             rows["item"].nunique(), rows["subject"].nunique(), n_classes, len(splits))
+    return _Prepared(table=table, target=target, row_counts=row_counts, rows=rows, y=y, inputs=inputs, splits=splits)
 
-    t0 = time.perf_counter()
+
+def _run_split(cfg: FuseConfig, prep: _Prepared, i: int, train_classes: dict[str, int], wanted_maps: set[str],
+               attention: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Fit on split ``i``'s training rows, predict its test rows: their prediction table."""
+    split, y, inputs, n_classes = prep.splits[i], prep.y, prep.inputs, prep.n_classes
+    strategy = create_strategy(cfg, n_classes, seed=cfg.seed + i)
+    strategy.fit(inputs.take(split.train), y[split.train])
+    proba = strategy.predict_proba(inputs.take(split.test))
+    part = prep.rows.iloc[split.test][["item", "subject", "session", "trial", "row", "t_start_s", "t_end_s"]].copy()
+    part.insert(2, "fold", split.name)
+    part["y_true"] = y[split.test]
+    part["y_pred"] = proba.argmax(axis=1)
+    part["y_baseline"] = majority_class(y[split.train], n_classes)
+    for c in range(n_classes):
+        part[f"p_{prep.target.classes[c]}"] = proba[:, c]
+    if hasattr(strategy, "modality_proba"):  # late fusion: each branch's own prediction beside the fused one
+        for role, p in strategy.modality_proba(inputs.take(split.test)).items():
+            has = np.isfinite(p).all(axis=1)
+            part[f"y_pred_{role}"] = np.where(has, np.nan_to_num(p).argmax(axis=1), -1)
+    train_classes[split.name] = int(len(np.unique(y[split.train])))
+    if hasattr(strategy, "explain"):
+        _explain(strategy, inputs.take(split.test), part, i, wanted_maps, attention)
+    log.debug("split %s: acc %.3f", split.name, float((part["y_true"] == part["y_pred"]).mean()))
+    return part
+
+
+def _cross_validate(cfg: FuseConfig, prep: _Prepared) -> _Scores:
+    """Every split fitted and tested (logreg folds several at once), and the scores of their predictions."""
     attention: dict[str, dict[str, np.ndarray]] = {}
     wanted_maps = set(cfg.attention_items)
     train_classes: dict[str, int] = {}
 
     def run_split(i: int) -> pd.DataFrame:
-        split = splits[i]
-        strategy = create_strategy(cfg, n_classes, seed=cfg.seed + i)
-        strategy.fit(inputs.take(split.train), y[split.train])
-        proba = strategy.predict_proba(inputs.take(split.test))
-        part = rows.iloc[split.test][["item", "subject", "session", "trial", "row", "t_start_s", "t_end_s"]].copy()
-        part.insert(2, "fold", split.name)
-        part["y_true"] = y[split.test]
-        part["y_pred"] = proba.argmax(axis=1)
-        part["y_baseline"] = majority_class(y[split.train], n_classes)
-        for c in range(n_classes):
-            part[f"p_{target.classes[c]}"] = proba[:, c]
-        if hasattr(strategy, "modality_proba"):  # late fusion: each branch's own prediction beside the fused one
-            for role, p in strategy.modality_proba(inputs.take(split.test)).items():
-                has = np.isfinite(p).all(axis=1)
-                part[f"y_pred_{role}"] = np.where(has, np.nan_to_num(p).argmax(axis=1), -1)
-        train_classes[split.name] = int(len(np.unique(y[split.train])))
-        if hasattr(strategy, "explain"):
-            _explain(strategy, inputs.take(split.test), part, i, wanted_maps, attention)
-        log.debug("split %s: acc %.3f", split.name, float((part["y_true"] == part["y_pred"]).mean()))
-        return part
+        return _run_split(cfg, prep, i, train_classes, wanted_maps, attention)
 
+    n_splits = len(prep.splits)
     # torch draws initial weights and dropout masks from one global generator: torch heads train one fold at a time
-    jobs = 1 if cfg.classifier != "logreg" else min(cfg.jobs or min(os.cpu_count() or 1, 4), len(splits))
+    jobs = 1 if cfg.classifier != "logreg" else min(cfg.jobs or min(os.cpu_count() or 1, 4), n_splits)
     with compute_threads(jobs, cfg.train.threads):
         if jobs > 1:  # folds are independent and seeded by their index: same results in any order
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                parts = list(pool.map(run_split, range(len(splits))))
+                parts = list(pool.map(run_split, range(n_splits)))
         else:
-            parts = [run_split(i) for i in range(len(splits))]
-    timings["cv_s"] = time.perf_counter() - t0
+            parts = [run_split(i) for i in range(n_splits)]
     predictions = pd.concat(parts, ignore_index=True)
     if predictions.duplicated(["item", "row"]).any():  # every protocol tests each row once
         raise AssertionError("a row was tested in more than one split")
-    proba_cols = [f"p_{c}" for c in target.classes]
-    summary = summarise(predictions, n_classes, proba_cols)
+    return _score(predictions, prep, train_classes, attention)
+
+
+def _score(predictions: pd.DataFrame, prep: _Prepared, train_classes: dict[str, int],
+           attention: dict[str, dict[str, np.ndarray]]) -> _Scores:
+    """Summary, per-fold and per-subject tables, single-class folds and calibration of the predictions."""
+    proba_cols = [f"p_{c}" for c in prep.target.classes]
+    summary = summarise(predictions, prep.n_classes, proba_cols)
     per_fold = fold_table(predictions)
     per_subject = subject_table(predictions)
     per_fold["n_train_classes"] = per_fold["fold"].map(train_classes)
@@ -236,47 +295,54 @@ def run_fuse(cfg: FuseConfig, modalities: Sequence[ModalityData] | None = None, 
                     len(per_fold), ", ".join(flagged[:10]) + (" ..." if len(flagged) > 10 else ""))
     proba_all = predictions[proba_cols].to_numpy()
     _, ece = reliability(proba_all, predictions["y_true"].to_numpy())
+    return _Scores(predictions=predictions, summary=summary, per_fold=per_fold, per_subject=per_subject,
+                   flagged=flagged, ece=ece, attention=attention)
 
-    final: FusionModel | None = None
-    info: dict[str, Any] = {}
-    if cfg.save_final:
-        t0 = time.perf_counter()
-        strategy = create_strategy(cfg, n_classes, seed=cfg.seed)
-        strategy.fit(inputs, y)
-        info = model_info(cfg, table, target, strategy)
-        final = FusionModel(strategy, info)
-        timings["final_fit_s"] = time.perf_counter() - t0
 
-    metrics: dict[str, Any] = {
+def _final_model(cfg: FuseConfig, prep: _Prepared) -> FusionModel:
+    """The strategy fitted on every used row, with what `pipeline predict` needs to use it."""
+    strategy = create_strategy(cfg, prep.n_classes, seed=cfg.seed)
+    strategy.fit(prep.inputs, prep.y)
+    return FusionModel(strategy, model_info(cfg, prep.table, prep.target, strategy))
+
+
+def _metrics(cfg: FuseConfig, prep: _Prepared, scores: _Scores, timings: dict[str, float],
+             dataset: str) -> dict[str, Any]:
+    """metrics.json of the run."""
+    table, rows = prep.table, prep.rows
+    return {
         "strategy": cfg.strategy, "classifier": cfg.classifier, "protocol": cfg.protocol,
         "granularity": cfg.granularity, "dataset": dataset, "seed": cfg.seed,
-        "target": target.describe(), "classes": list(target.classes), "rows": row_counts,
+        "target": prep.target.describe(), "classes": list(prep.target.classes), "rows": prep.row_counts,
         "n_items": int(rows["item"].nunique()), "n_subjects": int(rows["subject"].nunique()),
-        "n_folds": len(splits), **summary, "timing_s": timings,
+        "n_folds": len(prep.splits), **scores.summary, "timing_s": timings,
         "modalities": [cfg.strategy] if cfg.strategy in SINGLE_MODALITY else list(table.roles),
-        "across_subjects": subject_spread(per_subject), "calibration": {"ece": ece, "n_bins": 10},
-        "single_class_folds": flagged,
+        "across_subjects": subject_spread(scores.per_subject), "calibration": {"ece": scores.ece, "n_bins": 10},
+        "single_class_folds": scores.flagged,
         "stores": {role: {"fingerprint": s["fingerprint"], "path": s["path"]} for role, s in table.sources.items()},
     }
-    out = None
-    if write:
-        out = write_results(
-            cfg.out, config=config_to_dict(cfg), metrics=metrics, per_fold=per_fold, per_subject=per_subject,
-            predictions=predictions, splits=[s.manifest(rows) for s in splits], stores=table.sources,
-            classes=list(target.classes),
-            save_model=(lambda d: save_model(final.strategy, info, d)) if final is not None else None,
-            overwrite=overwrite,
-            extra=lambda d: write_interpretation(d, predictions=predictions, per_subject=per_subject,
-                                                 classes=list(target.classes), title=_title(cfg, target),
-                                                 attention=attention),
-        )
-        log.info("results in %s", out)
-        if cfg.track != "none":
-            from fuse.tracking import track_run
 
-            track_run(cfg, out, metrics, per_fold)
-    return RunResult(out=out, config=cfg, metrics=metrics, predictions=predictions, per_fold=per_fold,
-                     per_subject=per_subject, table=table, final_model=final)
+
+def _write(cfg: FuseConfig, prep: _Prepared, scores: _Scores, metrics: dict[str, Any], final: FusionModel | None,
+           overwrite: bool) -> Path:
+    """The results directory (config, metrics, tables, splits, model, report); tracked when ``cfg.track``."""
+    classes = list(prep.target.classes)
+    out = write_results(
+        cfg.out, config=config_to_dict(cfg), metrics=metrics, per_fold=scores.per_fold,
+        per_subject=scores.per_subject, predictions=scores.predictions,
+        splits=[s.manifest(prep.rows) for s in prep.splits], stores=prep.table.sources, classes=classes,
+        save_model=(lambda d: save_model(final.strategy, final.info, d)) if final is not None else None,
+        overwrite=overwrite,
+        extra=lambda d: write_interpretation(d, predictions=scores.predictions, per_subject=scores.per_subject,
+                                             classes=classes, title=_title(cfg, prep.target),
+                                             attention=scores.attention),
+    )
+    log.info("results in %s", out)
+    if cfg.track != "none":
+        from fuse.tracking import track_run
+
+        track_run(cfg, out, metrics, scores.per_fold)
+    return out
 
 
 def _title(cfg: FuseConfig, target: Target) -> str:

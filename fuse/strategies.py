@@ -28,8 +28,8 @@ from fuse.classifiers import (
     unprefixed,
 )
 from fuse.config import SINGLE_MODALITY, STRATEGY_NAMES, FuseConfig
-from fuse.data import ordered
 from fuse.errors import FuseInputError
+from fuse.inputs import ordered
 from fuse.registries import STRATEGIES, check_builtins
 from fuse.train import inner_split
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fuse.data import ModalityData
+from fuse.inputs import ModalityData
 
 
 @dataclass(frozen=True)

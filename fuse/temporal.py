@@ -12,7 +12,7 @@ no clip has frames on both sides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,13 @@ from torch import nn
 from fuse import train
 from fuse.classifiers import LogReg, Preprocessor
 from fuse.config import FuseConfig, TrainConfig, config_to_dict
-from fuse.data import FuseDataError, ModalityData
 from fuse.errors import FuseInputError
+from fuse.inputs import FuseDataError, ModalityData
 from fuse.nets import sinusoidal_positions
+
+if TYPE_CHECKING:
+    from fuse.protocols import Split
+    from fuse.targets import Target
 
 TEMPORAL_HEADS = ("gru", "transformer", "frames")
 
@@ -138,29 +142,25 @@ def fit_predict(kind: str, clips: Clips, y: np.ndarray, train_idx: np.ndarray, t
     return train.predict_proba(net, sub["test"], len(test_idx), threads=train_cfg.threads)
 
 
-def run_temporal(cfg: FuseConfig, modalities: list[ModalityData], *, write: bool = True) -> Any:
-    """``pipeline fuse --temporal HEAD``: one prediction per clip of the face store, under ``cfg.protocol``."""
-    from fuse.interpret import reliability, subject_spread, write_interpretation
-    from fuse.metrics import fold_table, majority_class, subject_table, summarise
-    from fuse.protocols import make_splits
-    from fuse.results import write_results
-    from fuse.run import RunResult, resolve
+def _labelled_clips(cfg: FuseConfig, face: ModalityData) -> tuple[Clips, Target, np.ndarray]:
+    """The face store's clip sequences that have the target's label: (clips, target, their rows in the target)."""
     from fuse.targets import make_target
 
-    cfg = resolve(cfg)
-    faces = [m for m in modalities if m.role == "face"]
-    if not faces:
-        raise FuseDataError("a temporal head needs a face store (frame sequences of clips)")
-    face = faces[0]
     clips = clip_sequences(face, cfg.temporal_frames)
     names = face.manifest.get("label_names", {}).get(cfg.target)
     target = make_target(clips.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side,
                          dataset=face.dataset, class_names=names)
     keep = np.flatnonzero(target.codes >= 0)
     clips = Clips(rows=clips.rows.iloc[keep].reset_index(drop=True), frames=clips.frames, index=clips.index[keep])
-    y = target.codes[keep]
-    n_classes = len(target.classes)
-    splits = make_splits(cfg.protocol, clips.rows, y, k=cfg.k, seed=cfg.seed)
+    return clips, target, keep
+
+
+def _cross_validate(cfg: FuseConfig, clips: Clips, y: np.ndarray, classes: list[str],
+                    splits: list[Split]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The temporal head fitted and tested on every split: predictions and each split's training class count."""
+    from fuse.metrics import majority_class
+
+    n_classes = len(classes)
     parts, train_classes = [], {}
     for i, split in enumerate(splits):
         proba = fit_predict(cfg.temporal, clips, y, split.train, split.test, n_classes, seed=cfg.seed + i,
@@ -170,11 +170,31 @@ def run_temporal(cfg: FuseConfig, modalities: list[ModalityData], *, write: bool
         part.insert(2, "fold", split.name)
         part["y_true"], part["y_pred"] = y[split.test], proba.argmax(axis=1)
         part["y_baseline"] = majority_class(y[split.train], n_classes)
-        for c, name in enumerate(target.classes):
+        for c, name in enumerate(classes):
             part[f"p_{name}"] = proba[:, c]
         parts.append(part)
         train_classes[split.name] = int(len(np.unique(y[split.train])))
-    predictions = pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True), train_classes
+
+
+def run_temporal(cfg: FuseConfig, modalities: list[ModalityData], *, write: bool = True) -> Any:
+    """``pipeline fuse --temporal HEAD``: one prediction per clip of the face store, under ``cfg.protocol``."""
+    from fuse.interpret import reliability, subject_spread, write_interpretation
+    from fuse.metrics import fold_table, subject_table, summarise
+    from fuse.protocols import make_splits
+    from fuse.results import write_results
+    from fuse.run import RunResult, resolve
+
+    cfg = resolve(cfg)
+    faces = [m for m in modalities if m.role == "face"]
+    if not faces:
+        raise FuseDataError("a temporal head needs a face store (frame sequences of clips)")
+    face = faces[0]
+    clips, target, keep = _labelled_clips(cfg, face)
+    y = target.codes[keep]
+    n_classes = len(target.classes)
+    splits = make_splits(cfg.protocol, clips.rows, y, k=cfg.k, seed=cfg.seed)
+    predictions, train_classes = _cross_validate(cfg, clips, y, list(target.classes), splits)
     proba_cols = [f"p_{c}" for c in target.classes]
     per_fold, per_subject = fold_table(predictions), subject_table(predictions)
     per_fold["n_train_classes"] = per_fold["fold"].map(train_classes)

@@ -82,7 +82,8 @@ def predict_video(video: str | Path, model_path: str | Path, *, device: str = "c
                   backbone: str | None = None) -> Prediction:
     """Score ``video`` with the face-only model saved in ``model_path`` (a results directory)."""
     from extract.base import EXTRACTORS
-    from fuse.data import ModalityData, align, to_trials
+    from fuse.align import align, to_trials
+    from fuse.inputs import ModalityData
     from fuse.models import load_model
     from pipelines.jobs.plan import import_plugins
 

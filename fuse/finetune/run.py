@@ -26,9 +26,9 @@ from fuse.finetune.config import FinetuneConfig
 from fuse.finetune.data import CropData, load_crops
 from fuse.finetune.train import FitReport, fit, predict_logits
 from fuse.metrics import fold_table, majority_class, scores, subject_table, summarise
-from fuse.protocols import make_splits
+from fuse.protocols import Split, make_splits
 from fuse.results import check_out_free, write_results
-from fuse.targets import make_target
+from fuse.targets import Target, make_target
 from fuse.train import torch_threads
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,25 @@ def run_finetune(cfg: FinetuneConfig, *, write: bool = True, stop_after_epoch: i
         return _run(cfg, write, stop_after_epoch, data, overwrite)
 
 
-def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: CropData | None,
-         overwrite: bool = False) -> FinetuneResult:
-    t0 = time.perf_counter()
-    data = data if data is not None else load_crops(cfg.store, cfg.frames_per_item)
+@dataclass
+class _Labelled:
+    """The crops of a run that have the target's label, their codes and the protocol splits over them."""
+
+    data: CropData
+    dataset: str
+    target: Target
+    rows: pd.DataFrame
+    crops: np.ndarray
+    y: np.ndarray
+    splits: list[Split]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.target.classes)
+
+
+def _labelled(cfg: FinetuneConfig, data: CropData) -> _Labelled:
+    """The target of ``cfg`` on ``data``, the labelled rows and crops, and the protocol splits over them."""
     dataset = str(data.manifest.get("dataset", ""))
     names = (data.manifest.get("label_names") or {}).get(cfg.target)
     target = make_target(data.rows, cfg.target, threshold=cfg.threshold, side=cfg.threshold_side, dataset=dataset,
@@ -116,74 +131,102 @@ def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: C
     if len(idx) == 0:
         raise ValueError(f"{data.path}: no row has the label {cfg.target!r}")
     rows = data.rows.iloc[idx].reset_index(drop=True)
-    crops = data.crops[idx]
     y = target.codes[idx]
-    n_classes = len(target.classes)
     splits = make_splits(cfg.protocol, rows, y, k=cfg.k, seed=cfg.seed)
+    return _Labelled(data=data, dataset=dataset, target=target, rows=rows, crops=data.crops[idx], y=y, splits=splits)
+
+
+def _fit_split(cfg: FinetuneConfig, lab: _Labelled, i: int, folder: Path,
+               stop_after_epoch: int | None) -> tuple[pd.DataFrame, FitReport]:
+    """A fresh net fine-tuned on split ``i``'s training crops (checkpoints in ``folder``): its test predictions."""
+    split, y, crops, classes = lab.splits[i], lab.y, lab.crops, lab.classes
+    n_classes = len(classes)
+    net, _ = build_net(cfg, n_classes, cfg.seed + i)
+    items = lab.rows["item"].to_numpy()
+    report = fit(net, crops[split.train], y[split.train], items[split.train], n_classes, cfg,
+                 folder, seed=cfg.seed + i, stop_after_epoch=stop_after_epoch)
+    logits = predict_logits(net, crops[split.test], cfg)
+    part = lab.rows.iloc[split.test][ROW_COLUMNS].copy()
+    part.insert(2, "fold", split.name)
+    part["y_true"] = y[split.test]
+    part["y_pred"] = logits.argmax(axis=1)
+    part["y_baseline"] = majority_class(y[split.train], n_classes)
+    proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    for c, name in enumerate(classes):
+        part[f"p_{name}"] = proba[:, c]
+        part[f"logit_{name}"] = logits[:, c]
+    return part, report
+
+
+def _cross_validate(cfg: FinetuneConfig, lab: _Labelled,
+                    stop_after_epoch: int | None) -> tuple[pd.DataFrame, dict[str, FitReport]]:
+    """Predictions of every split; a split whose predictions a previous run recorded is read, not trained."""
     ckpt_root = Path(cfg.resolved_checkpoint_dir())
-    classes = list(target.classes)
-    logit_cols = [f"logit_{c}" for c in classes]
-    log.info("finetune %s on %s: %d crops (%d items), %d classes, %d splits", cfg.backbone, data.path, len(rows),
-             rows["item"].nunique(), n_classes, len(splits))
-    timings: dict[str, float] = {"load_s": time.perf_counter() - t0}
-    t0 = time.perf_counter()
     parts, reports = [], {}
-    items = rows["item"].to_numpy()
-    for i, split in enumerate(splits):
+    for i, split in enumerate(lab.splits):
         folder = ckpt_root / _safe(split.name)
         done = folder / "predictions.csv"
         if done.is_file():
             parts.append(pd.read_csv(done, dtype={"item": str, "subject": str, "trial": str, "fold": str}))
             continue
-        net, _ = build_net(cfg, n_classes, cfg.seed + i)
-        reports[split.name] = fit(net, crops[split.train], y[split.train], items[split.train], n_classes, cfg,
-                                  folder, seed=cfg.seed + i, stop_after_epoch=stop_after_epoch)
-        logits = predict_logits(net, crops[split.test], cfg)
-        part = rows.iloc[split.test][ROW_COLUMNS].copy()
-        part.insert(2, "fold", split.name)
-        part["y_true"] = y[split.test]
-        part["y_pred"] = logits.argmax(axis=1)
-        part["y_baseline"] = majority_class(y[split.train], n_classes)
-        proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-        for c, name in enumerate(classes):
-            part[f"p_{name}"] = proba[:, c]
-            part[f"logit_{name}"] = logits[:, c]
+        part, reports[split.name] = _fit_split(cfg, lab, i, folder, stop_after_epoch)
         tmp = done.with_name(done.name + ".tmp")
         part.to_csv(tmp, index=False)
         tmp.replace(done)
         parts.append(part)
-    timings["cv_s"] = time.perf_counter() - t0
     predictions = pd.concat(parts, ignore_index=True)
     if predictions.duplicated(["item", "row"]).any():
         raise AssertionError("a row was tested in more than one split")
+    return predictions, reports
+
+
+def _run(cfg: FinetuneConfig, write: bool, stop_after_epoch: int | None, data: CropData | None,
+         overwrite: bool = False) -> FinetuneResult:
+    """``run_finetune`` under its thread limit: splits, final model, metrics and results directory."""
+    t0 = time.perf_counter()
+    lab = _labelled(cfg, data if data is not None else load_crops(cfg.store, cfg.frames_per_item))
+    data, rows, classes = lab.data, lab.rows, lab.classes
+    n_classes = len(classes)
+    log.info("finetune %s on %s: %d crops (%d items), %d classes, %d splits", cfg.backbone, data.path, len(rows),
+             rows["item"].nunique(), n_classes, len(lab.splits))
+    timings: dict[str, float] = {"load_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    predictions, reports = _cross_validate(cfg, lab, stop_after_epoch)
+    timings["cv_s"] = time.perf_counter() - t0
     summary = summarise(predictions, n_classes, [f"p_{c}" for c in classes])
-    summary["per_clip"] = clip_scores(predictions, logit_cols)
+    summary["per_clip"] = clip_scores(predictions, [f"logit_{c}" for c in classes])
     final_net: FinetuneNet | None = None
     if cfg.save_final and write:
         t0 = time.perf_counter()
         final_net, _ = build_net(cfg, n_classes, cfg.seed)
-        fit(final_net, crops, y, items, n_classes, cfg, ckpt_root / "final", seed=cfg.seed,
-            stop_after_epoch=stop_after_epoch)
+        fit(final_net, lab.crops, lab.y, rows["item"].to_numpy(), n_classes, cfg,
+            Path(cfg.resolved_checkpoint_dir()) / "final", seed=cfg.seed, stop_after_epoch=stop_after_epoch)
         timings["final_fit_s"] = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "strategy": "finetune", "classifier": cfg.backbone, "protocol": cfg.protocol, "granularity": "frame",
-        "dataset": dataset, "seed": cfg.seed, "target": target.describe(), "classes": classes,
+        "dataset": lab.dataset, "seed": cfg.seed, "target": lab.target.describe(), "classes": classes,
         "rows": {"total": int(len(data.rows)), "used": int(len(rows))}, "n_items": int(rows["item"].nunique()),
-        "n_subjects": int(rows["subject"].nunique()), "n_folds": len(splits), "frozen_layers": cfg.frozen_layers,
+        "n_subjects": int(rows["subject"].nunique()), "n_folds": len(lab.splits), "frozen_layers": cfg.frozen_layers,
         **summary, "timing_s": timings,
         "fit": {name: vars(r) for name, r in reports.items()},
         "stores": {"face_crops": {"fingerprint": data.fingerprint, "path": data.path}},
     }
-    out = None
-    if write:
-        stores = {"face_crops": {"path": data.path, "kind": "face_crops", "fingerprint": data.fingerprint,
-                                 "manifest": data.manifest}}
-        out = write_results(
-            cfg.resolved_out(), config=cfg.to_dict(), metrics=metrics, per_fold=fold_table(predictions),
-            per_subject=subject_table(predictions), predictions=predictions,
-            splits=[s.manifest(rows) for s in splits], stores=stores, classes=classes,
-            save_model=(lambda d: save_model(final_net, d, classes, cfg, data)) if final_net is not None else None,
-            overwrite=overwrite,
-        )
-        log.info("results in %s", out)
+    out = _write(cfg, lab, predictions, metrics, final_net, overwrite) if write else None
     return FinetuneResult(out=out, metrics=metrics, predictions=predictions, reports=reports)
+
+
+def _write(cfg: FinetuneConfig, lab: _Labelled, predictions: pd.DataFrame, metrics: dict[str, Any],
+           final_net: FinetuneNet | None, overwrite: bool) -> Path:
+    """The results directory of a fine-tuning run (with the final model when one was trained)."""
+    data, classes = lab.data, lab.classes
+    stores = {"face_crops": {"path": data.path, "kind": "face_crops", "fingerprint": data.fingerprint,
+                             "manifest": data.manifest}}
+    out = write_results(
+        cfg.resolved_out(), config=cfg.to_dict(), metrics=metrics, per_fold=fold_table(predictions),
+        per_subject=subject_table(predictions), predictions=predictions,
+        splits=[s.manifest(lab.rows) for s in lab.splits], stores=stores, classes=classes,
+        save_model=(lambda d: save_model(final_net, d, classes, cfg, data)) if final_net is not None else None,
+        overwrite=overwrite,
+    )
+    log.info("results in %s", out)
+    return out

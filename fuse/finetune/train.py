@@ -90,17 +90,38 @@ def _restore_rngs(rng: np.random.Generator, gen: torch.Generator, tensors: dict[
     rng.bit_generator.state = np_state
 
 
-def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int,
-        cfg: FinetuneConfig, ckpt_dir: Path, *, seed: int = 0,
-        stop_after_epoch: int | None = None, on_epoch: Callable[[int, float], None] | None = None) -> FitReport:
-    """Train ``net`` in place on ``crops``/``y`` (rows 0..n-1), checkpointing into ``ckpt_dir``; keeps the best
-    validation weights. A committed checkpoint there is resumed (refused if made under other settings)."""
-    ckpt_dir = Path(ckpt_dir)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    y = np.asarray(y, np.int64)
-    tr, va = inner_split(np.asarray(groups), cfg.val_fraction, rng)
+@dataclass
+class _Loop:
+    """What one training carries through its epochs: net, data on the device, optimiser, scheduler, AMP, RNGs."""
+
+    net: FinetuneNet
+    feeder: CropFeeder
+    y_dev: torch.Tensor
+    weight: torch.Tensor | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    amp_dtype: torch.dtype
+    rng: np.random.Generator
+    gen: torch.Generator
+    device: torch.device
+
+
+@dataclass
+class _Progress:
+    """Where a training stands: the last epoch run, the best validation loss so far and its weights file."""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0
+    best_file: str | None = None
+
+
+def _setup(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, tr: np.ndarray, n_classes: int,
+           cfg: FinetuneConfig, device: torch.device, seed: int, rng: np.random.Generator) -> _Loop:
+    """The net on ``device`` with its optimiser (differential learning rates), scheduler, AMP scaler and RNGs."""
     weight = class_weights(y[tr], n_classes).to(device) if cfg.class_weighted else None
     net.to(device)
     feeder = CropFeeder(crops, net, device)
@@ -113,71 +134,101 @@ def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     y_dev = torch.as_tensor(y, device=device)
-    best_loss, best_epoch, stale, start = math.inf, 0, 0, 0
-    best_file: str | None = None
+    return _Loop(net=net, feeder=feeder, y_dev=y_dev, weight=weight, optimizer=optimizer, scheduler=scheduler,
+                 scaler=scaler, use_amp=use_amp, amp_dtype=amp_dtype, rng=rng, gen=gen, device=device)
 
+
+def _resume(ckpt_dir: Path, cfg: FinetuneConfig, loop: _Loop, state: dict) -> _Progress:
+    """Weights, optimiser, scheduler, scaler, RNGs and counters from the committed checkpoint in ``ckpt_dir``."""
+    if state.get("training_fingerprint") != cfg.training_fingerprint():
+        raise CheckpointMismatch(f"{ckpt_dir}: checkpoint of a run with other training settings; use another "
+                                 "--out / checkpoint_dir or delete it")
+    state, tensors = load_checkpoint(ckpt_dir, loop.net, loop.optimizer)
+    loop.scheduler.load_state_dict(state["scheduler"])
+    loop.scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+    _restore_rngs(loop.rng, loop.gen, tensors, state["numpy_rng"])
+    log.info("%s: resuming after epoch %d", ckpt_dir, state["epoch"])
+    return _Progress(epoch=state["epoch"], best_loss=state["best_loss"], best_epoch=state["best_epoch"],
+                     stale=state["stale"], best_file=state["files"]["best"])
+
+
+def _train_epoch(loop: _Loop, y: np.ndarray, tr: np.ndarray, cfg: FinetuneConfig) -> None:
+    """One pass over the training rows (class-balanced order with ``cfg.sampler`` weighted), mixup and AMP."""
+    loop.net.train()
+    order = balanced_order(y, tr, loop.rng) if cfg.sampler == "weighted" else loop.rng.permutation(tr)
+    for s in range(0, len(order), cfg.batch_size):
+        idx = order[s: s + cfg.batch_size]
+        if len(idx) < 2:
+            continue  # a batch of one breaks batch-norm statistics
+        x = loop.feeder.pixels(idx, augment=cfg.augment, generator=loop.gen)
+        yb = loop.y_dev[torch.as_tensor(idx, device=loop.device)]
+        x, perm, lam = mixup(x, cfg.mixup_alpha, loop.rng, loop.gen)
+        loop.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(loop.device.type, dtype=loop.amp_dtype, enabled=loop.use_amp):
+            logits = loop.net(x)
+        loss = lam * classification_loss(logits, yb, kind=cfg.loss, gamma=cfg.focal_gamma, weight=loop.weight)
+        if lam < 1.0:
+            loss = loss + (1 - lam) * classification_loss(logits, yb[perm], kind=cfg.loss,
+                                                          gamma=cfg.focal_gamma, weight=loop.weight)
+        loop.scaler.scale(loss).backward()
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
+
+
+def _end_epoch(ckpt_dir: Path, cfg: FinetuneConfig, loop: _Loop, p: _Progress, val_loss: float) -> bool:
+    """Keep the best weights, commit the epoch's checkpoint; whether training is finished (patience, epochs)."""
+    if val_loss < p.best_loss - 1e-6:
+        p.best_loss, p.best_epoch, p.stale = val_loss, p.epoch, 0
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        p.best_file = epoch_file("best", p.epoch)  # a new file: the committed best stays until state.json moves on
+        save_weights(loop.net, ckpt_dir / p.best_file)
+    else:
+        p.stale += 1
+    finished = p.stale >= cfg.patience or p.epoch >= cfg.epochs
+    rng_tensors, np_state = _rng_tensors(loop.rng, loop.gen)
+    scaler = loop.scaler
+    save_checkpoint(ckpt_dir, loop.net, loop.optimizer, {
+        "epoch": p.epoch, "best_loss": p.best_loss, "best_epoch": p.best_epoch, "stale": p.stale,
+        "finished": finished, "scheduler": loop.scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None, "numpy_rng": np_state,
+        "training_fingerprint": cfg.training_fingerprint(), "val_loss": val_loss,
+    }, rng_tensors, p.best_file)
+    return finished
+
+
+def fit(net: FinetuneNet, crops: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int,
+        cfg: FinetuneConfig, ckpt_dir: Path, *, seed: int = 0,
+        stop_after_epoch: int | None = None, on_epoch: Callable[[int, float], None] | None = None) -> FitReport:
+    """Train ``net`` in place on ``crops``/``y`` (rows 0..n-1), checkpointing into ``ckpt_dir``; keeps the best
+    validation weights. A committed checkpoint there is resumed (refused if made under other settings)."""
+    ckpt_dir = Path(ckpt_dir)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y, np.int64)
+    tr, va = inner_split(np.asarray(groups), cfg.val_fraction, rng)
+    loop = _setup(net, crops, y, tr, n_classes, cfg, device, seed, rng)
     state = read_state(ckpt_dir)
-    if state is not None:
-        if state.get("training_fingerprint") != cfg.training_fingerprint():
-            raise CheckpointMismatch(f"{ckpt_dir}: checkpoint of a run with other training settings; use another "
-                                     "--out / checkpoint_dir or delete it")
-        state, tensors = load_checkpoint(ckpt_dir, net, optimizer)
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
-        _restore_rngs(rng, gen, tensors, state["numpy_rng"])
-        best_loss, best_epoch, stale, start = state["best_loss"], state["best_epoch"], state["stale"], state["epoch"]
-        best_file = state["files"]["best"]
-        log.info("%s: resuming after epoch %d", ckpt_dir, start)
-    resumed_from = start
-    epoch = start
+    p = _resume(ckpt_dir, cfg, loop, state) if state is not None else _Progress()
+    resumed_from = p.epoch
     finished = state is not None and state.get("finished", False)
-    while not finished and epoch < cfg.epochs:
-        epoch += 1
-        net.train()
-        order = balanced_order(y, tr, rng) if cfg.sampler == "weighted" else rng.permutation(tr)
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s: s + cfg.batch_size]
-            if len(idx) < 2:
-                continue  # a batch of one breaks batch-norm statistics
-            x = feeder.pixels(idx, augment=cfg.augment, generator=gen)
-            yb = y_dev[torch.as_tensor(idx, device=device)]
-            x, perm, lam = mixup(x, cfg.mixup_alpha, rng, gen)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = net(x)
-            loss = lam * classification_loss(logits, yb, kind=cfg.loss, gamma=cfg.focal_gamma, weight=weight)
-            if lam < 1.0:
-                loss = loss + (1 - lam) * classification_loss(logits, yb[perm], kind=cfg.loss,
-                                                              gamma=cfg.focal_gamma, weight=weight)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        val_loss = evaluate_loss(net, feeder, y_dev, va if len(va) else tr, weight, cfg, use_amp, amp_dtype)
-        scheduler.step(val_loss)
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            best_file = epoch_file("best", epoch)  # a new file: the committed best stays until state.json moves on
-            save_weights(net, ckpt_dir / best_file)
-        else:
-            stale += 1
-        finished = stale >= cfg.patience or epoch >= cfg.epochs
-        rng_tensors, np_state = _rng_tensors(rng, gen)
-        save_checkpoint(ckpt_dir, net, optimizer, {
-            "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale, "finished": finished,
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "numpy_rng": np_state, "training_fingerprint": cfg.training_fingerprint(), "val_loss": val_loss,
-        }, rng_tensors, best_file)
-        log.debug("%s epoch %d: val loss %.4f (best %.4f @ %d)", ckpt_dir.name, epoch, val_loss, best_loss,
-                  best_epoch)
+    while not finished and p.epoch < cfg.epochs:
+        p.epoch += 1
+        _train_epoch(loop, y, tr, cfg)
+        val_loss = evaluate_loss(net, loop.feeder, loop.y_dev, va if len(va) else tr, loop.weight, cfg,
+                                 loop.use_amp, loop.amp_dtype)
+        loop.scheduler.step(val_loss)
+        finished = _end_epoch(ckpt_dir, cfg, loop, p, val_loss)
+        log.debug("%s epoch %d: val loss %.4f (best %.4f @ %d)", ckpt_dir.name, p.epoch, val_loss, p.best_loss,
+                  p.best_epoch)
         if on_epoch is not None:
-            on_epoch(epoch, val_loss)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and not finished:
-            raise TrainingInterrupted(f"stopped after epoch {epoch} (checkpoint in {ckpt_dir})")
-    if best_file is not None:
-        load_weights(net, ckpt_dir / best_file)
+            on_epoch(p.epoch, val_loss)
+        if stop_after_epoch is not None and p.epoch >= stop_after_epoch and not finished:
+            raise TrainingInterrupted(f"stopped after epoch {p.epoch} (checkpoint in {ckpt_dir})")
+    if p.best_file is not None:
+        load_weights(net, ckpt_dir / p.best_file)
     net.eval()
-    return FitReport(epochs_run=epoch, best_epoch=best_epoch, best_val_loss=float(best_loss), n_train=len(tr),
+    return FitReport(epochs_run=p.epoch, best_epoch=p.best_epoch, best_val_loss=float(p.best_loss), n_train=len(tr),
                      n_val=len(va), resumed_from=resumed_from)
 
 
