@@ -119,7 +119,9 @@ def run_dask(work: Iterable[Work], scheduler: str, gpus: tuple[int, ...], plugin
     cluster = None
     if scheduler.startswith("local"):
         n, processes = parse_local_scheduler(scheduler)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None)
+        # ":0": the scheduler's HTTP server on a free port; None still binds 8787 and warns when it is taken
+        # (two local runs at once, or a notebook's cluster)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0")
         client = Client(cluster)
     else:
         client = Client(scheduler)

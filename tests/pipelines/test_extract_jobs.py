@@ -188,6 +188,23 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(fakeds: Path, tmp_pat
     assert_same_store(store, reference.store("vec").path)
 
 
+def test_a_local_dask_run_does_not_need_port_8787(fakeds: Path, tmp_path: Path) -> None:
+    """With 8787 taken (another local cluster, a notebook), a local:N run starts on a free port, no warning."""
+    import socket
+
+    taken = socket.socket()
+    try:
+        try:
+            taken.bind(("", 8787))
+            taken.listen()
+        except OSError:
+            pass  # already taken by another process: the same situation
+        result = run_extract(cfg_for(fakeds, tmp_path / "dask", scheduler="local-threads:1"))
+    finally:
+        taken.close()
+    assert result.exit_code == 0 and result.summaries[0]["runner"] == "dask local-threads:1"
+
+
 def test_local_processes_and_dask_cluster_equal_the_serial_run(fakeds: Path, tmp_path: Path) -> None:
     serial = run_extract(cfg_for(fakeds, tmp_path / "serial"))
     procs = run_extract(cfg_for(fakeds, tmp_path / "procs", workers=2))
