@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from extract.datasets.base import DatasetReader, Item
-from store.registry import Registry
+from registry import Registry
 from store.schema import ItemRows
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from extract.base import EXTRACTORS
-from extract.face_extractor import FaceEmbeddingExtractor
+from extract.face.extractor import FaceEmbeddingExtractor
 
 CROPS_VERSION = "1"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from store.registry import Registry
+from registry import Registry
 
 STRATEGIES: Registry[Any] = Registry("fusion strategy")
 CLASSIFIERS: Registry[Any] = Registry("classifier")

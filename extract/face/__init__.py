@@ -1,6 +1,7 @@
 """The face path: streaming decode, batched detection, subject tracking, five-point alignment.
 
-Entry point for extractors: ``extract.face.pipeline.FacePipeline`` (see its module docstring for an example).
+Entry point for extractors: ``extract.face.pipeline.FacePipeline`` (see its module docstring for an example); the
+face feature extractor (registered as ``"face"``) is ``extract.face.extractor.FaceEmbeddingExtractor``.
 Names are imported lazily, so ``import extract.face.decode`` does not pull in torch.
 """
 
@@ -25,6 +26,7 @@ _EXPORTS = {
     "FaceDetector": "extract.face.detectors",
     "create_detector": "extract.face.detectors",
     "list_detectors": "extract.face.detectors",
+    "FaceEmbeddingExtractor": "extract.face.extractor",
     "FaceBatch": "extract.face.pipeline",
     "FaceConfig": "extract.face.pipeline",
     "FacePipeline": "extract.face.pipeline",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from store.registry import Registry
+from registry import Registry
 
 log = logging.getLogger(__name__)
 

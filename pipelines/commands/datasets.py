@@ -49,7 +49,7 @@ def datasets_stats(
     from extract.datasets import DatasetError, create_dataset
     from extract.datasets.stats import class_counts, item_table, label_views
     from pipelines.config import ConfigError, parse_overrides
-    from store.registry import UnknownNameError
+    from registry import UnknownNameError
 
     try:
         reader = create_dataset(dataset, root, **parse_overrides(option or []))

@@ -69,10 +69,21 @@ def demo_data(
     ] = False,
 ) -> None:
     """Write a small dataset in DATASET's real layout (labels carry a learnable signal), then list it."""
-    from extract.datasets import create_dataset
     from extract.fixtures import write_fixture
 
     name = dataset.value
+    extra = _fixture_options(name, frame_size, workers, {"audio_visual": audio, "noise": noise, "pairs": pairs})
+    started = time.perf_counter()
+    try:
+        root = write_fixture(name, out, seed=seed, subjects=subjects, trials=trials, seconds=seconds, **extra)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _report(name, root, time.perf_counter() - started)
+
+
+def _fixture_options(name: str, frame_size: str | None, workers: int,
+                     ravdess_only: dict[str, object]) -> dict[str, object]:
+    """The writer options beyond the common ones; an option that does not apply to ``name`` is a usage error."""
     extra: dict[str, object] = {}
     size = _frame_size(frame_size)
     if size is not None:
@@ -81,18 +92,18 @@ def demo_data(
         extra["frame_size"] = size
     if name == "deap":
         extra["workers"] = workers
-    ravdess_only = {"audio_visual": audio, "noise": noise, "pairs": pairs}
     given = [opt for opt, value in ravdess_only.items() if value]
     if given and name != "ravdess":
         raise typer.BadParameter(f"--audio, --noise and --pairs apply to ravdess, not {name}")
     if given:
         extra |= {opt: value for opt, value in ravdess_only.items() if value is not None}
-    started = time.perf_counter()
-    try:
-        root = write_fixture(name, out, seed=seed, subjects=subjects, trials=trials, seconds=seconds, **extra)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    elapsed = time.perf_counter() - started
+    return extra
+
+
+def _report(name: str, root: Path, elapsed: float) -> None:
+    """List what was written and what the dataset's reader sees in it."""
+    from extract.datasets import create_dataset
+
     reader = create_dataset(name, root=root)
     items = reader.items()
     files = [p for p in root.rglob("*") if p.is_file()]

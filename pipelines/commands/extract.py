@@ -121,8 +121,8 @@ def extract_command(**opts: Any) -> None:
     from pipelines.config import ConfigError, merge, parse_overrides
     from pipelines.jobs.config import load_extract_config
     from pipelines.jobs.extract import run_extract
+    from registry import UnknownNameError
     from store.errors import StoreError
-    from store.registry import UnknownNameError
 
     overrides = build_overrides(EXTRACT_OPTIONS, opts)
     # One-line errors: bad options, bad dataset input, unknown names, store refusals (fingerprint mismatch), model

@@ -160,8 +160,8 @@ def fuse_command(**opts: Any) -> None:
     from fuse.errors import FuseInputError, MissingExtraError
     from fuse.run import run_fuse
     from pipelines.config import ConfigError
+    from registry import UnknownNameError
     from store import StoreError
-    from store.registry import UnknownNameError
 
     # bad input only (FuseDataError is a FuseInputError); any other exception is a bug and keeps its traceback
     errors = (ConfigError, FuseInputError, MissingExtraError, UnknownNameError, FileNotFoundError, FileExistsError,

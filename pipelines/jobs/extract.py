@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,91 +213,98 @@ def compact_finished(path: Path) -> None:
         log.info("compacted %s: %d rows, %.1f MiB/s", path, result.rows, result.mib_per_s)
 
 
-def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
-    """Plan, (unless dry-run) run, summarise. Returns the plan, per-store summaries and the exit code."""
-    from pipelines.logs import console as log_console
-
-    out = out or Console(soft_wrap=True)
-    t_job = time.perf_counter()
-    parallel = _parallel(cfg)
-    device = _driver_device(cfg)
-    serial_device = None if (parallel or cfg.dry_run) else device
-    plan = plan_extract(cfg, device=serial_device, keep_extractors=serial_device is not None)
-    print_plan(plan, out, cfg.dry_run)
-    if cfg.dry_run:
-        return JobResult(plan, [], 0, dry_run=True)
-
+def open_stores(plan: ExtractPlan, ctx: WorkerContext) -> dict[str, StoreTask]:
+    """Create (or reopen) every store with items to do; the serial run's context adopts the planning extractors
+    and the writers, parallel workers write their own segments. Returns store path -> task."""
     from store import create_store
 
-    ctx = WorkerContext(device=device, name="main")
+    cfg = plan.cfg
     tasks: dict[str, StoreTask] = {}
-    stats: dict[str, StoreStats] = {}
+    for sp in plan.stores:
+        if sp.kind in plan.extractors:
+            ctx.adopt_extractor(sp.recipe, plan.extractors[sp.kind])
+    for sp in plan.stores:
+        if not sp.todo:
+            continue
+        task = tasks[str(sp.path)] = _store_task(sp, cfg)
+        writer = create_store(sp.path, sp.manifest, backend=cfg.store_format, writer_id=ctx.writer_id,
+                              flush_interval_s=cfg.commit_interval_s)
+        if _parallel(cfg):
+            writer.close()  # the store exists (manifest checked once here); workers write their own segments
+        else:
+            ctx.adopt_writer(task.path, writer)
+    return tasks
+
+
+def _batches(active: list[StorePlan], tasks: dict[str, StoreTask], stats: dict[str, StoreStats],
+             progress: JobProgress) -> Iterator[tuple[StoreTask, list[Item]]]:
+    """The work, store by store, in calls of ``items_per_call`` items; a store's clock starts at its first call."""
+    for sp in active:
+        st = stats[str(sp.path)]
+        st.started = time.perf_counter()
+        progress.start(str(sp.path))
+        task = tasks[str(sp.path)]
+        for i in range(0, len(sp.todo), task.items_per_call):
+            yield task, sp.todo[i: i + task.items_per_call]
+
+
+def run_stores(plan: ExtractPlan, ctx: WorkerContext, tasks: dict[str, StoreTask],
+               stats: dict[str, StoreStats]) -> bool:
+    """Run every store's items to do on the configured runner, with progress; True when ``--fail-fast`` stopped."""
+    from pipelines.logs import console as log_console
+
+    cfg = plan.cfg
     active = [sp for sp in plan.stores if sp.todo]
-    try:
-        for sp in plan.stores:
-            if sp.kind in plan.extractors:
-                ctx.adopt_extractor(sp.recipe, plan.extractors[sp.kind])
+    with JobProgress(log_console, enabled=cfg.progress, interval_s=cfg.progress_interval_s) as progress:
         for sp in active:
-            task = tasks[str(sp.path)] = _store_task(sp, cfg)
-            writer = create_store(sp.path, sp.manifest, backend=cfg.store_format, writer_id=ctx.writer_id,
-                                  flush_interval_s=cfg.commit_interval_s)
-            if parallel:
-                writer.close()  # the store exists (manifest checked once here); workers write their own segments
-            else:
-                ctx.adopt_writer(task.path, writer)
-        for sp in plan.stores:
-            stats[str(sp.path)] = StoreStats(sp)
+            progress.add_store(sp)
 
-        stopped = False
-        with JobProgress(log_console, enabled=cfg.progress, interval_s=cfg.progress_interval_s) as progress:
-            for sp in active:
-                progress.add_store(sp)
+        def on_outcome(outcome: ItemOutcome) -> bool:
+            st = stats[outcome.store]
+            st.add(outcome)
+            progress.update(outcome, st)
+            if outcome.status == "failed":
+                log.warning("%s failed: %s", outcome.key, outcome.error)
+                if cfg.fail_fast:
+                    log.error("--fail-fast: stopping after the first failed item (%s)", outcome.key)
+                    return True
+            elif outcome.status == "claimed":
+                log.info("%s is claimed by another live writer; left to it", outcome.key)
+            return False
 
-            def work() -> Iterator[tuple[StoreTask, list[Item]]]:
-                for sp in active:
-                    st = stats[str(sp.path)]
-                    st.started = time.perf_counter()
-                    progress.start(str(sp.path))
-                    task = tasks[str(sp.path)]
-                    for i in range(0, len(sp.todo), task.items_per_call):
-                        yield task, sp.todo[i: i + task.items_per_call]
+        def on_commit(commit_s: dict[str, float]) -> None:
+            for path, seconds in commit_s.items():
+                st = stats[path]
+                st.stages["write"] = st.stages.get("write", 0.0) + seconds
 
-            def on_outcome(outcome: ItemOutcome) -> bool:
-                st = stats[outcome.store]
-                st.add(outcome)
-                progress.update(outcome, st)
-                if outcome.status == "failed":
-                    log.warning("%s failed: %s", outcome.key, outcome.error)
-                    if cfg.fail_fast:
-                        log.error("--fail-fast: stopping after the first failed item (%s)", outcome.key)
-                        return True
-                elif outcome.status == "claimed":
-                    log.info("%s is claimed by another live writer; left to it", outcome.key)
-                return False
+        on_rows = progress.rows if cfg.progress else None  # rows of running items: progress per frame
+        work = _batches(active, tasks, stats, progress)
+        return _dispatch(cfg, ctx, work, on_outcome, on_commit, tasks, on_rows)
 
-            def on_commit(commit_s: dict[str, float]) -> None:
-                for path, seconds in commit_s.items():
-                    st = stats[path]
-                    st.stages["write"] = st.stages.get("write", 0.0) + seconds
 
-            on_rows = progress.rows if cfg.progress else None  # rows of running items: progress per frame
-            if cfg.scheduler:
-                from pipelines.jobs.dask_runner import run_dask
+def _dispatch(cfg: ExtractConfig, ctx: WorkerContext, work: Iterator[tuple[StoreTask, list[Item]]],
+              on_outcome: Callable[[ItemOutcome], bool], on_commit: Callable[[dict[str, float]], None],
+              tasks: dict[str, StoreTask], on_rows: Any) -> bool:
+    """Hand the work to the runner ``cfg`` names: dask, worker processes or this process."""
+    if cfg.scheduler:
+        from pipelines.jobs.dask_runner import run_dask
 
-                stopped = run_dask(work(), cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit,
-                                   list(tasks.values()), on_rows=on_rows)
-            elif cfg.workers > 1:
-                from pipelines.jobs.runners import run_processes
+        return run_dask(work, cfg.scheduler, cfg.gpu, cfg.plugins, on_outcome, on_commit,
+                        list(tasks.values()), on_rows=on_rows)
+    if cfg.workers > 1:
+        from pipelines.jobs.runners import run_processes
 
-                stopped = run_processes(work(), cfg.workers, cfg.gpu, cfg.plugins, on_outcome, on_commit,
-                                        list(tasks.values()), on_rows=on_rows)
-            else:
-                from pipelines.jobs.runners import run_serial
+        return run_processes(work, cfg.workers, cfg.gpu, cfg.plugins, on_outcome, on_commit,
+                             list(tasks.values()), on_rows=on_rows)
+    from pipelines.jobs.runners import run_serial
 
-                stopped = run_serial(work(), ctx, on_outcome, on_commit, on_rows=on_rows)
-    finally:
-        ctx.close()  # no-op after a clean run (the runner closed it); commits whole items after an interrupt
+    return run_serial(work, ctx, on_outcome, on_commit, on_rows=on_rows)
 
+
+def summarise_stores(plan: ExtractPlan, stats: dict[str, StoreStats], stopped: bool, device: Any,
+                     t_job: float) -> list[dict[str, Any]]:
+    """Compact each finished store, then write and return its summary (the whole job's wall time included)."""
+    cfg = plan.cfg
     summaries = []
     config = to_dict(cfg)
     for sp in plan.stores:
@@ -314,6 +321,28 @@ def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
         if sp.path.exists():
             write_summary(summary)
         summaries.append(summary)
+    return summaries
+
+
+def run_extract(cfg: ExtractConfig, out: Console | None = None) -> JobResult:
+    """Plan, (unless dry-run) run, summarise. Returns the plan, per-store summaries and the exit code."""
+    out = out or Console(soft_wrap=True)
+    t_job = time.perf_counter()
+    device = _driver_device(cfg)
+    serial_device = None if (_parallel(cfg) or cfg.dry_run) else device
+    plan = plan_extract(cfg, device=serial_device, keep_extractors=serial_device is not None)
+    print_plan(plan, out, cfg.dry_run)
+    if cfg.dry_run:
+        return JobResult(plan, [], 0, dry_run=True)
+
+    ctx = WorkerContext(device=device, name="main")
+    try:
+        tasks = open_stores(plan, ctx)
+        stats = {str(sp.path): StoreStats(sp) for sp in plan.stores}
+        stopped = run_stores(plan, ctx, tasks, stats)
+    finally:
+        ctx.close()  # no-op after a clean run (the runner closed it); commits whole items after an interrupt
+    summaries = summarise_stores(plan, stats, stopped, device, t_job)
     print_summary(summaries, out)
     return JobResult(plan, summaries, 1 if stopped else 0)
 

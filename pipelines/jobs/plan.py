@@ -38,7 +38,7 @@ SOURCE_KEYS: dict[str, tuple[str, ...]] = {
 SOURCE_KEYS["face_crops"] = SOURCE_KEYS["face"]  # the crop store reads the face media
 
 # Modules whose import registers the project's datasets and extractors.
-REGISTRY_MODULES = ("extract.datasets", "extract.face_extractor", "extract.face_crops", "extract.eeg", "extract.audio")
+REGISTRY_MODULES = ("extract.datasets", "extract.face.extractor", "extract.face_crops", "extract.eeg", "extract.audio")
 
 LIBRARIES = ("numpy", "scipy", "torch", "torchvision", "transformers", "av", "facenet-pytorch", "zarr", "h5py")
 

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from registry import Registry
 from store.errors import CorruptSegmentError, StoreError
 from store.layout import io_pool, remove_path
-from store.registry import Registry
 
 
 class EmbeddingsReader(ABC):

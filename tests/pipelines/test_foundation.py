@@ -89,7 +89,7 @@ def test_config_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_registry_lists_and_refuses_unknown_names() -> None:
-    from store.registry import Registry, UnknownNameError
+    from registry import Registry, UnknownNameError
 
     reg: Registry[object] = Registry("widget")
     reg.add("b", dict, dim=2)

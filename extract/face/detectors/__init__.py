@@ -16,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from extract.face.detectors.weight_files import RETINAFACE_FILES, cached_file
-from store.registry import Registry
+from registry import Registry
 
 if TYPE_CHECKING:
     import torch
