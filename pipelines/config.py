@@ -172,7 +172,7 @@ def _from_dict(cls: type[C], data: Mapping[str, Any], source: str) -> C:
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
-        if _is_options(tp):  # a mapping here, checked against its schema below, then typed
+        if _is_options(tp):  # a mapping here, checked against its schema below, then typed (set fields only)
             value, tp = value.given() if isinstance(value, Options) else value, dict[str, Any]
         kwargs[name] = _coerce(tp, value, f"{source}: {cls.__name__}.{name}")
     for name, value in kwargs.items():  # fields whose keys are another object's options (metadata "options")
@@ -183,7 +183,7 @@ def _from_dict(cls: type[C], data: Mapping[str, Any], source: str) -> C:
             if schema is not None:
                 kwargs[name] = check_options(value, schema, f"{source}: {cls.__name__}.{name}")
         if _is_options(hints[name]):
-            kwargs[name] = _options_from(hints[name], kwargs[name], f"{source}: {cls.__name__}.{name}")
+            kwargs[name] = _from_dict(hints[name], kwargs[name], f"{source}: {cls.__name__}.{name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -192,14 +192,6 @@ def _from_dict(cls: type[C], data: Mapping[str, Any], source: str) -> C:
 
 def _is_options(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, Options)
-
-
-def _options_from(tp: type[OptionsT], value: Mapping[str, Any], where: str) -> OptionsT:
-    """Checked option values as ``tp`` (a key the schema allows but ``tp`` lacks is a ConfigError)."""
-    try:
-        return tp.of(value)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
 
 
 OptionSchema = dict[str, Any]  # option name -> its type
