@@ -145,6 +145,9 @@ class Options:
     def __bool__(self) -> bool:
         return bool(self.given())
 
+    def __repr__(self) -> str:  # the set fields only (subclasses: ``@dataclass(frozen=True, repr=False)``)
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.given().items())})"
+
     @classmethod
     def of(cls: type[OptionsT], value: OptionsT | Mapping[str, Any]) -> OptionsT:
         """``value`` itself, or the options a mapping names (an unknown name is a TypeError)."""

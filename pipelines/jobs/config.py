@@ -50,7 +50,7 @@ def reader_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
     return options_schema(DATASETS.get(name), exclude=("root",))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FaceOptions(Options):
     """``face_options``: the face extractor's keyword options and ``FaceConfig`` fields that no ExtractConfig field
     sets; unset ones keep the extractor's defaults. Choices (``subject``, ``time_origin`` ...) are checked against
@@ -73,7 +73,7 @@ class FaceOptions(Options):
     prefetch_batches: int = UNSET
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EegOptions(Options):
     """``eeg_options``: ``EegConfig`` fields that ``--eeg-window/--eeg-step/--eeg-feature/--bands`` do not set;
     unset ones keep the extractor's defaults (choices checked by ``eeg_option_schema``)."""
