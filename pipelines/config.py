@@ -103,9 +103,60 @@ def dump_config(cfg: Any, path: str | Path) -> Path:
     return path
 
 
+class _Unset:
+    """The type of ``UNSET``: one instance, falsy, kept by copies (``dataclasses.asdict`` deep-copies)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __copy__(self) -> _Unset:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Unset:
+        return self
+
+
+UNSET: Any = _Unset()  # an option field's default: not set, so the target's own default applies
+
+
+OptionsT = TypeVar("OptionsT", bound="Options")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Typed keyword options for another object (an extractor): every field defaults to ``UNSET`` and only the
+    fields that are set reach it (``given()``), so an unset option leaves the target's default and fingerprint."""
+
+    def given(self) -> dict[str, Any]:
+        """The set fields, by name, as given."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not UNSET}
+
+    def __bool__(self) -> bool:
+        return bool(self.given())
+
+    def __repr__(self) -> str:  # the set fields only (subclasses: ``@dataclass(frozen=True, repr=False)``)
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.given().items())})"
+
+    @classmethod
+    def of(cls: type[OptionsT], value: OptionsT | Mapping[str, Any]) -> OptionsT:
+        """``value`` itself, or the options a mapping names (an unknown name is a TypeError)."""
+        return value if isinstance(value, cls) else cls(**dict(value))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items() if v is not UNSET}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, Path):
@@ -123,18 +174,27 @@ def _from_dict(cls: type[C], data: Mapping[str, Any], source: str) -> C:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)} for {cls.__name__}; known: {', '.join(fields)}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{source}: {cls.__name__}.{name}")
-    for name, value in kwargs.items():  # dict fields whose keys are another object's options (metadata "options")
+        tp = hints[name]
+        if _is_options(tp):  # a mapping here, checked against its schema below, then typed (set fields only)
+            value, tp = value.given() if isinstance(value, Options) else value, dict[str, Any]
+        kwargs[name] = _coerce(tp, value, f"{source}: {cls.__name__}.{name}")
+    for name, value in kwargs.items():  # fields whose keys are another object's options (metadata "options")
         schema_of = fields[name].metadata.get("options")
         if schema_of is not None and value:
             defaults = {f.name: f.default for f in fields.values() if f.default is not dataclasses.MISSING}
             schema = schema_of({**defaults, **kwargs})
             if schema is not None:
                 kwargs[name] = check_options(value, schema, f"{source}: {cls.__name__}.{name}")
+        if _is_options(hints[name]):
+            kwargs[name] = _from_dict(hints[name], kwargs[name], f"{source}: {cls.__name__}.{name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _is_options(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Options)
 
 
 OptionSchema = dict[str, Any]  # option name -> its type

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipelines.config import ConfigError, OptionSchema, load_config, options_schema
+from pipelines.config import UNSET, ConfigError, Options, OptionSchema, load_config, options_schema
 
 StoreFormat = Literal["zarr", "hdf5"]
 OnCorrupt = Literal["fail", "keep"]
@@ -50,6 +50,45 @@ def reader_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
     return options_schema(DATASETS.get(name), exclude=("root",))
 
 
+@dataclass(frozen=True, repr=False)
+class FaceOptions(Options):
+    """``face_options``: the face extractor's keyword options and ``FaceConfig`` fields that no ExtractConfig field
+    sets; unset ones keep the extractor's defaults. Choices (``subject``, ``time_origin`` ...) are checked against
+    the extractor's own types (``face_option_schema``); with ``detector: none`` only ``max_side`` and
+    ``compute_dtype`` are allowed."""
+
+    compute_dtype: str = UNSET  # auto, float32, float16, bfloat16
+    detector_batch_cpu: int | None = UNSET
+    detector_options: dict[str, Any] = UNSET  # e.g. {"weights": "...", "min_face_size": 40}
+    margin: float = UNSET
+    min_score: float = UNSET
+    max_side: int | None = UNSET
+    subject: str = UNSET  # track, largest, all
+    track: dict[str, Any] = UNSET  # TrackConfig fields
+    keyframe_s: float = UNSET
+    detect_max_side: int | None = UNSET
+    cut_threshold: float = UNSET
+    time_origin: str = UNSET  # first_frame, stream_start, file_start
+    warp_backend: str = UNSET  # auto, cv2, torch
+    prefetch_batches: int = UNSET
+
+
+@dataclass(frozen=True, repr=False)
+class EegOptions(Options):
+    """``eeg_options``: ``EegConfig`` fields that ``--eeg-window/--eeg-step/--eeg-feature/--bands`` do not set;
+    unset ones keep the extractor's defaults (choices checked by ``eeg_option_schema``)."""
+
+    filter_mode: str = UNSET  # trial-zero-phase, window-causal
+    filter_order: int = UNSET
+    baseline: str = UNSET  # subtract-mean, none
+    include_baseline_rows: bool = UNSET
+    peripheral: bool = UNSET
+    welch_segment_s: float = UNSET
+    sfreq_hz: float = UNSET
+    channels: tuple[str, ...] = UNSET
+    peripheral_channels: tuple[str, ...] = UNSET
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     """What to extract, how, where to, and how to run it.
@@ -65,7 +104,8 @@ class ExtractConfig:
     # "all" (every modality the reader offers), "face", "eeg", a reader-specific kind ("eeg_de", "eye"), or a
     # comma-separated list of them.
     modality: str = "all"
-    reader_options: dict[str, Any] = field(default_factory=dict, metadata={"options": reader_option_schema})  # passed to create_dataset(name, root, **options)
+    # passed to create_dataset(name, root, **options); a dict, as each reader has its own keyword options
+    reader_options: dict[str, Any] = field(default_factory=dict, metadata={"options": reader_option_schema})
     limit: int | None = None  # the first N selected items (after --subjects), the same N for every modality
     subjects: tuple[str, ...] = ()  # e.g. ("s01", "s02"); empty = all
 
@@ -75,14 +115,14 @@ class ExtractConfig:
     fps: float = 5.0  # frames sampled per second of video (0: every frame; image datasets keep their own frames)
     crop_size: int = 224
     on_corrupt: OnCorrupt = "fail"  # corrupt/truncated video: fail the item (default) or keep the frames decoded
-    face_options: dict[str, Any] = field(default_factory=dict, metadata={"options": face_option_schema})  # more FaceConfig fields (thresholds, margin, ...)
+    face_options: FaceOptions = field(default_factory=FaceOptions, metadata={"options": face_option_schema})
 
     # -- EEG path
     eeg_window_s: float = 1.0
     eeg_step_s: float | None = None  # None = the window (no overlap)
     bands: tuple[str, ...] = ()  # band names or "lo-hi" ranges; empty = the extractor's defaults
     eeg_feature: str = "de"  # "de" (differential entropy) or "psd" (band power)
-    eeg_options: dict[str, Any] = field(default_factory=dict, metadata={"options": eeg_option_schema})  # more EegConfig fields (filter_mode, baseline, ...)
+    eeg_options: EegOptions = field(default_factory=EegOptions, metadata={"options": eeg_option_schema})
 
     # -- audio path
     audio_options: dict[str, Any] = field(default_factory=dict)  # AudioConfig fields (features, model, n_mels, ...)
@@ -109,6 +149,8 @@ class ExtractConfig:
     plugins: tuple[str, ...] = ()  # extra modules to import first (they register their own datasets/extractors)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "face_options", FaceOptions.of(self.face_options))  # a mapping is accepted too
+        object.__setattr__(self, "eeg_options", EegOptions.of(self.eeg_options))
         if self.fps < 0:
             raise ValueError(f"fps must be >= 0 (0: every frame), got {self.fps}")
         if self.eeg_window_s <= 0 or (self.eeg_step_s is not None and self.eeg_step_s <= 0):

@@ -108,18 +108,18 @@ def extractor_recipe(kind: str, cfg: ExtractConfig) -> ExtractorRecipe:
             detect_batch=cfg.detect_batch,
             embed_batch=cfg.embed_batch,
             on_corrupt=cfg.on_corrupt,
-            **cfg.face_options,
+            **cfg.face_options.given(),
         )
     if kind == "face_crops":  # the aligned crops themselves (for `pipeline finetune`)
         return ExtractorRecipe.make("face_crops", detector=cfg.detector, fps=cfg.fps, crop_size=cfg.crop_size,
                                     detect_batch=cfg.detect_batch, embed_batch=cfg.embed_batch,
-                                    on_corrupt=cfg.on_corrupt, **cfg.face_options)
+                                    on_corrupt=cfg.on_corrupt, **cfg.face_options.given())
     if kind == "eeg":
         options: dict[str, Any] = {
             "window_s": cfg.eeg_window_s,
             "step_s": cfg.step_s,
             "feature": cfg.eeg_feature,
-            **cfg.eeg_options,
+            **cfg.eeg_options.given(),
         }
         if cfg.bands:
             options["bands"] = list(cfg.bands)

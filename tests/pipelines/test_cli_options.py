@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from pathlib import Path
 
 import pytest
 import typer
@@ -82,3 +83,41 @@ def test_with_options_gives_typer_the_table_as_signature() -> None:
 
     result = CliRunner().invoke(app, ["--k", "3"])
     assert result.exit_code == 0 and result.output.strip() == "3 7"
+
+
+def test_face_and_eeg_options_declare_every_extractor_option() -> None:
+    from pipelines.jobs.config import EegOptions, FaceOptions, eeg_option_schema, face_option_schema
+
+    for cls, schema in ((FaceOptions, face_option_schema({"detector": "mtcnn"})), (EegOptions, eeg_option_schema({}))):
+        hints = typing.get_type_hints(cls)
+        assert set(hints) == set(schema), cls.__name__  # neither misses nor invents an option
+        for name, tp in schema.items():
+            if typing.get_origin(tp) is typing.Literal:  # the schema checks the choices
+                assert hints[name] is str, name
+            elif dataclasses.is_dataclass(tp):  # a nested config (TrackConfig) as its fields
+                assert hints[name] == dict[str, typing.Any], name
+            else:
+                assert hints[name] == tp, name
+    assert set(face_option_schema({"detector": "none"})) <= set(typing.get_type_hints(FaceOptions))
+
+
+def test_only_the_set_options_reach_the_extractor_and_the_dumped_config(tmp_path: Path) -> None:
+    from pipelines.config import parse_overrides, to_dict
+    from pipelines.jobs.config import EegOptions, ExtractConfig, FaceOptions, load_extract_config
+    from pipelines.jobs.plan import extractor_recipe
+
+    sets = ["face_options.min_score=1", "face_options.detector_batch_cpu=null", "eeg_options.channels=Fp1,AF3"]
+    cfg = load_extract_config(None, {"dataset": "deap", "root": str(tmp_path), **parse_overrides(sets)})
+    assert isinstance(cfg.face_options, FaceOptions) and isinstance(cfg.eeg_options, EegOptions)
+    assert cfg.face_options.min_score == 1.0 and isinstance(cfg.face_options.min_score, float)
+    assert cfg.face_options.given() == {"min_score": 1.0, "detector_batch_cpu": None}  # null is set, not unset
+    assert cfg.eeg_options.channels == ("Fp1", "AF3")
+    face = extractor_recipe("face", cfg).options()
+    assert face["min_score"] == 1.0 and face["detector_batch_cpu"] is None and "margin" not in face
+    assert extractor_recipe("eeg", cfg).options()["channels"] == ["Fp1", "AF3"]
+    dumped = to_dict(cfg)
+    assert dumped["face_options"] == {"min_score": 1.0, "detector_batch_cpu": None}
+    assert dumped["eeg_options"] == {"channels": ["Fp1", "AF3"]}
+    plain = ExtractConfig(dataset="deap", face_options={"keyframe_s": 0.3})  # a mapping still works in code
+    assert plain.face_options == FaceOptions(keyframe_s=0.3) and not plain.eeg_options
+    assert "filter_mode" not in extractor_recipe("eeg", plain).options()
