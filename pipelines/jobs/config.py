@@ -22,7 +22,7 @@ EEG_SET_BY_FIELDS = ("window_s", "step_s", "feature", "bands", "config")
 def face_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
     """``face_options`` keys: the face extractor's keyword options and ``FaceConfig`` fields (with a detector) or
     only ``max_side`` (``detector: none``). Imported only when face options are given."""
-    from extract.face_extractor import FaceEmbeddingExtractor
+    from extract.face.extractor import FaceEmbeddingExtractor
 
     if values.get("detector") == "none":
         return {"max_side": int | None, **options_schema(FaceEmbeddingExtractor, exclude=FACE_SET_BY_FIELDS)}

@@ -16,7 +16,7 @@ from extract_fakes import store_table
 
 from extract.backbones.base import Backbone
 from extract.base import FeatureExtractor
-from extract.face_extractor import FaceEmbeddingExtractor
+from extract.face.extractor import FaceEmbeddingExtractor
 from extract.fixtures.fer2013 import write_fer2013
 from pipelines.jobs import ExtractConfig, run_extract
 

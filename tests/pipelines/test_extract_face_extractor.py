@@ -12,7 +12,7 @@ import pytest
 from extract.base import EXTRACTORS, ItemError
 from extract.datasets.base import DatasetReader, FrameImage, Item
 from extract.face.detectors.tiny import draw_marker_face
-from extract.face_extractor import FaceEmbeddingExtractor
+from extract.face.extractor import FaceEmbeddingExtractor
 from extract.fixtures.video import write_video
 
 FPS_SOURCE = 25

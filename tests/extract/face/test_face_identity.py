@@ -137,7 +137,7 @@ def test_face_free_video_is_data_not_failure(tmp_path: Path, face_tools) -> None
     from sklearn.datasets import load_sample_image
 
     from extract.datasets.base import Item
-    from extract.face_extractor import FaceEmbeddingExtractor
+    from extract.face.extractor import FaceEmbeddingExtractor
 
     china = load_sample_image("china.jpg")[:240, :320]
     frames = [np.roll(china, 4 * i, axis=1) for i in range(10)]
@@ -171,7 +171,7 @@ def _item(key: str):  # noqa: ANN202
 
 
 def test_carphone_item_summary_one_identity_and_its_alignment_residual(carphone_path: Path) -> None:
-    from extract.face_extractor import FaceEmbeddingExtractor
+    from extract.face.extractor import FaceEmbeddingExtractor
 
     ex = FaceEmbeddingExtractor(detector="mtcnn", backbone="tiny-clip", fps=5)
     rows = ex.extract(_VideoReader(carphone_path), _item("x/carphone"))  # type: ignore[arg-type]
@@ -189,7 +189,7 @@ def test_carphone_item_summary_one_identity_and_its_alignment_residual(carphone_
 
 def test_item_summary_counts_the_identities_the_subject_covered(two_people) -> None:
     from extract.datasets.base import FrameImage
-    from extract.face_extractor import FaceEmbeddingExtractor
+    from extract.face.extractor import FaceEmbeddingExtractor
 
     frames, truth = multi_identity_scenes(two_people)
 
