@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fuse.errors import FuseInputError
 from registry import Registry
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def _load_hf(source: str, name: str) -> Adapter:
     if config.model_type == "vit":
         model = ViTModel.from_pretrained(source, local_files_only=True, add_pooling_layer=False)
         return _from_hf_model(model, "vit", name, HALF, HALF)
-    raise ValueError(f"{name}: model_type {config.model_type!r} is not supported (clip, vit)")
+    raise FuseInputError(f"{name}: model_type {config.model_type!r} is not supported (clip, vit)")
 
 
 def _torch_cache_file(name: str) -> Path | None:
@@ -217,7 +218,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
+        raise FuseInputError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return state
 
 
@@ -238,7 +239,7 @@ def _resnet(name: str, weights: str = "auto", **_: Any) -> Adapter:
     state = {k: v for k, v in load_state_file(path).items() if not k.startswith("fc.")}
     missing, unexpected = adapter.model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: not a torchvision {name} state dict (missing {missing[:3]}, "
+        raise FuseInputError(f"{path}: not a torchvision {name} state dict (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
     log.info("%s: weights from %s", name, path)
     return adapter
@@ -290,7 +291,7 @@ class FinetuneNet(nn.Module):
         names. Frozen modules also stay in eval mode (batch-norm statistics and dropout do not change)."""
         blocks = self.backbone.blocks()
         if n > len(blocks):
-            raise ValueError(f"frozen_layers {n} > the {len(blocks)} blocks of {self.backbone.name}")
+            raise FuseInputError(f"frozen_layers {n} > the {len(blocks)} blocks of {self.backbone.name}")
         modules: list[nn.Module] = [] if n == 0 else (
             [self.backbone] if n == -1 else [*self.backbone.stem(), *blocks[:n]])
         for p in self.parameters():

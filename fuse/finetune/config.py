@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fuse.errors import FuseInputError
+
 # fields that do not change what is trained: a checkpoint made under other values of these resumes
 RESUME_NEUTRAL = ("out", "checkpoint_dir", "device", "threads", "save_final")
 # The built-in names of fuse.finetune.backbones.FINETUNE_BACKBONES, light for CLI help (a test checks them equal)
@@ -58,13 +60,13 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in ("ce", "focal"):
-            raise ValueError(f"loss {self.loss!r} is not one of 'ce', 'focal'")
+            raise FuseInputError(f"loss {self.loss!r} is not one of 'ce', 'focal'")
         if self.sampler not in ("shuffle", "weighted"):
-            raise ValueError(f"sampler {self.sampler!r} is not one of 'shuffle', 'weighted'")
+            raise FuseInputError(f"sampler {self.sampler!r} is not one of 'shuffle', 'weighted'")
         if self.frozen_layers < -1:
-            raise ValueError(f"frozen_layers must be >= -1 (-1 = whole backbone), got {self.frozen_layers}")
+            raise FuseInputError(f"frozen_layers must be >= -1 (-1 = whole backbone), got {self.frozen_layers}")
         if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+            raise FuseInputError("epochs must be >= 1 and batch_size >= 2")
 
     def default_out(self) -> str:
         return f"results/finetune-{self.backbone.replace(':', '-').replace('/', '-')}-{self.target}-{self.protocol}"

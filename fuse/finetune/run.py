@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fuse.errors import FuseInputError
 from fuse.finetune.backbones import FinetuneNet, build_from_arch, create_adapter
 from fuse.finetune.checkpoint import load_weights, save_weights
 from fuse.finetune.config import FinetuneConfig
@@ -87,7 +88,7 @@ def load_finetuned(folder: str | Path) -> tuple[FinetuneNet, dict[str, Any]]:
         raise FileNotFoundError(f"{folder}: no {MODEL_FILES[0]} + {MODEL_FILES[1]} (not a finetuned model folder)")
     info = json.loads(meta_path.read_text())
     if info.get("format") != "mmer-finetune":
-        raise ValueError(f"{meta_path}: format {info.get('format')!r} is not 'mmer-finetune'")
+        raise FuseInputError(f"{meta_path}: format {info.get('format')!r} is not 'mmer-finetune'")
     spec = info["backbone"]
     net = FinetuneNet(build_from_arch(spec["arch"], spec.get("name", "")), int(info["n_classes"]))
     load_weights(net, folder / MODEL_FILES[1])
@@ -129,7 +130,7 @@ def _labelled(cfg: FinetuneConfig, data: CropData) -> _Labelled:
                          class_names=names)
     idx = np.flatnonzero(target.codes >= 0)
     if len(idx) == 0:
-        raise ValueError(f"{data.path}: no row has the label {cfg.target!r}")
+        raise FuseInputError(f"{data.path}: no row has the label {cfg.target!r}")
     rows = data.rows.iloc[idx].reset_index(drop=True)
     y = target.codes[idx]
     splits = make_splits(cfg.protocol, rows, y, k=cfg.k, seed=cfg.seed)

@@ -106,16 +106,18 @@ def finetune_command(**opts: Any) -> None:
         raise typer.Exit(2)
     log.info("finetune: %s on %s: loading the crops and the backbone weights; progress follows",
              opts["backbone"], opts["store"])
+    from fuse.errors import FuseInputError
     from fuse.finetune.backbones import WeightsUnavailableError
     from fuse.finetune.data import CropStoreError
     from fuse.finetune.run import run_finetune
     from fuse.results import ResultsExistError
+    from registry import UnknownNameError
 
     try:
         cfg = _config(**build_overrides(FINETUNE_OPTIONS, opts))
         result = run_finetune(cfg, overwrite=opts["overwrite"])  # type: ignore[arg-type]
-    except (ResultsExistError, CropStoreError, WeightsUnavailableError, FileNotFoundError, KeyError,
-            ValueError) as exc:
+    except (ResultsExistError, CropStoreError, WeightsUnavailableError, FileNotFoundError, UnknownNameError,
+            FuseInputError) as exc:  # bad input: one line; anything else is a bug and keeps its traceback
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     clip = result.metrics["per_clip"]

@@ -142,3 +142,16 @@ def test_the_finetuned_model_is_a_backbone_for_a_new_store(trained: tuple[Path, 
     backbone = create_backbone(name)
     _, want = _model_probs(results, data.crops[:6])
     np.testing.assert_allclose(backbone.predict_proba(data.crops[:6]), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("bug", [ValueError("shapes (3,) and (4,) not aligned"), KeyError("layer4.0.conv1.weight")])
+def test_a_bug_in_finetune_keeps_its_traceback(trained: tuple[Path, Path, str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
+    """Only bad input (FuseInputError, a missing store or weights, an unknown name) is a one-line exit 2."""
+    def broken(*args: object, **kwargs: object) -> None:
+        raise bug
+
+    monkeypatch.setattr("fuse.finetune.run.make_splits", broken)
+    store, _, _ = trained
+    res = CliRunner().invoke(app, ["finetune", "--store", str(store), *TRAIN, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and res.exception is bug
