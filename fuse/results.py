@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from fuse.config import SINGLE_MODALITY
+from fuse.errors import FuseInputError
 
 RESULT_FILES = ("config.yaml", "metrics.json", "per_fold.csv", "per_subject.csv", "predictions.csv", "splits.json",
                 "stores.json", "confusion.png", "per_subject.png")
@@ -226,7 +227,7 @@ def compare_rows(directories: list[Path]) -> list[dict[str, Any]]:
 def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """By run name (ascending) or a score / row count (descending)."""
     if key not in COMPARE_SORTS:
-        raise ValueError(f"--sort must be one of {', '.join(COMPARE_SORTS)}; got {key!r}")
+        raise FuseInputError(f"--sort must be one of {', '.join(COMPARE_SORTS)}; got {key!r}")
     column = {"delta": "delta_acc"}.get(key, "run" if key == "name" else key)
     return sorted(rows, key=lambda r: r[column], reverse=key != "name")
 
@@ -248,7 +249,7 @@ def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
                      f"{100 * r['delta_acc']:+.1f}"]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
         return "\n".join(lines) + "\n"
-    raise ValueError(f"--format must be one of {', '.join(COMPARE_FORMATS)}; got {fmt!r}")
+    raise FuseInputError(f"--format must be one of {', '.join(COMPARE_FORMATS)}; got {fmt!r}")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
@@ -257,7 +258,10 @@ def read_results(path: str | Path) -> dict[str, Any]:
     metrics_file = path / "metrics.json"
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{path}: not a results directory (no metrics.json); make one with `pipeline fuse`")
-    out = json.loads(metrics_file.read_text())
+    try:
+        out = json.loads(metrics_file.read_text())
+    except ValueError as exc:  # a damaged results directory is bad input, named in one line
+        raise FuseInputError(f"{metrics_file}: not valid JSON ({exc})") from exc
     fold_file = path / "per_fold.csv"
     out["per_fold"] = pd.read_csv(fold_file) if fold_file.is_file() else pd.DataFrame()
     return out

@@ -288,6 +288,7 @@ def results_compare(
 ) -> None:
     """One row per run: the features it actually used, strategy, classifier, target, protocol, rows used/total,
     accuracy, F1, UAR, baseline accuracy, delta."""
+    from fuse.errors import FuseInputError
     from fuse.results import COMPARE_FORMATS, compare_rows, format_rows, sort_rows
 
     if fmt not in COMPARE_FORMATS:
@@ -295,7 +296,7 @@ def results_compare(
         raise typer.Exit(2)
     try:
         rows = sort_rows(compare_rows(directories), sort)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FuseInputError) as exc:  # bad input; a bug keeps its traceback
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     if fmt != "table":

@@ -59,3 +59,13 @@ def test_per_subject_plot_aggregates_many_subjects(tmp_path: Path) -> None:
     plot_subjects(per_subject.head(12), tmp_path / "few.png", "few")
     with Image.open(tmp_path / "many.png") as many, Image.open(tmp_path / "few.png") as few:
         assert many.size[0] <= 1000 and few.size[0] <= 1000
+
+
+def test_a_damaged_metrics_file_is_named_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    (tmp_path / "metrics.json").write_text('{"fold_mean": ')  # cut short by a full disk or a kill
+    result = CliRunner().invoke(app, ["results", "compare", str(tmp_path)])
+    assert result.exit_code == 2 and "metrics.json: not valid JSON" in " ".join(result.output.split())
