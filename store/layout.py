@@ -165,15 +165,20 @@ def _fsync_one(path: str) -> None:
         os.close(fd)
 
 
-def fsync_files(paths: Iterable[str | Path]) -> None:
-    """fsync many files in parallel threads (the journal commits batch, so this costs about one fsync)."""
+def fsync_files(paths: Iterable[str | Path], dirs: Iterable[str | Path] = ()) -> None:
+    """fsync many files, then many directories, in parallel threads (the journal commits batch, so each round
+    costs about one fsync); all are durable when this returns."""
     paths = [str(p) for p in paths]
-    if len(paths) <= 2:
+    dir_list = [Path(d) for d in dirs]
+    if len(paths) + len(dir_list) <= 2:
         for p in paths:
             _fsync_one(p)
+        for d in dir_list:
+            fsync_dir(d)
         return
-    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, max(len(paths), len(dir_list)))) as pool:
         list(pool.map(_fsync_one, paths))
+        list(pool.map(fsync_dir, dir_list))
 
 
 def fsync_tree(root: Path) -> None:
@@ -186,9 +191,7 @@ def fsync_tree(root: Path) -> None:
     for dirpath, _dirnames, filenames in os.walk(root):
         dirs.append(dirpath)
         files.extend(os.path.join(dirpath, f) for f in filenames)
-    fsync_files(files)
-    for d in reversed(dirs):
-        fsync_dir(Path(d))
+    fsync_files(files, reversed(dirs))
 
 
 def process_start_time(pid: int | None = None) -> float | None:
