@@ -39,6 +39,13 @@ def eeg_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
     return options_schema(EegConfig, exclude=EEG_SET_BY_FIELDS)
 
 
+def audio_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
+    """``audio_options`` keys: ``AudioConfig`` fields (the audio extractor takes them as keyword options)."""
+    from extract.audio.extractor import AudioConfig
+
+    return options_schema(AudioConfig)
+
+
 def reader_option_schema(values: Mapping[str, Any]) -> OptionSchema | None:
     """``reader_options`` keys: the keyword options of the chosen dataset reader (None when it is not registered
     yet, e.g. a plugin's: it is checked when the reader is built)."""
@@ -89,6 +96,23 @@ class EegOptions(Options):
     peripheral_channels: tuple[str, ...] = UNSET
 
 
+@dataclass(frozen=True, repr=False)
+class AudioOptions(Options):
+    """``audio_options``: ``AudioConfig`` fields; unset ones keep the audio extractor's defaults (choices checked
+    by ``audio_option_schema``)."""
+
+    features: str = UNSET  # logmel, speech, logmel+speech
+    sample_rate: int = UNSET
+    window_s: float = UNSET
+    step_s: float = UNSET
+    n_fft: int = UNSET
+    hop: int = UNSET
+    n_mels: int = UNSET
+    fmin: float = UNSET
+    fmax: float = UNSET
+    model: str = UNSET  # tiny-wav2vec2, a hub id (facebook/wav2vec2-base, ...) or local:<folder>
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     """What to extract, how, where to, and how to run it.
@@ -125,7 +149,7 @@ class ExtractConfig:
     eeg_options: EegOptions = field(default_factory=EegOptions, metadata={"options": eeg_option_schema})
 
     # -- audio path
-    audio_options: dict[str, Any] = field(default_factory=dict)  # AudioConfig fields (features, model, n_mels, ...)
+    audio_options: AudioOptions = field(default_factory=AudioOptions, metadata={"options": audio_option_schema})
 
     # -- where
     store_format: StoreFormat = "zarr"
@@ -151,6 +175,7 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "face_options", FaceOptions.of(self.face_options))  # a mapping is accepted too
         object.__setattr__(self, "eeg_options", EegOptions.of(self.eeg_options))
+        object.__setattr__(self, "audio_options", AudioOptions.of(self.audio_options))
         if self.fps < 0:
             raise ValueError(f"fps must be >= 0 (0: every frame), got {self.fps}")
         if self.eeg_window_s <= 0 or (self.eeg_step_s is not None and self.eeg_step_s <= 0):

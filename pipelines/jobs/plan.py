@@ -125,7 +125,7 @@ def extractor_recipe(kind: str, cfg: ExtractConfig) -> ExtractorRecipe:
             options["bands"] = list(cfg.bands)
         return ExtractorRecipe.make("eeg", **options)
     if kind == "audio":
-        return ExtractorRecipe.make("audio", **cfg.audio_options)
+        return ExtractorRecipe.make("audio", **cfg.audio_options.given())
     # Other kinds (SEED-V eeg_de / eye, DEAP peripheral, ...): "<dataset>-<kind>", "<kind>" or "eeg-<kind>".
     dashed = kind.replace("_", "-")
     for name in (f"{cfg.dataset}-{kind}", f"{cfg.dataset}-{dashed}", kind, dashed, f"eeg-{dashed}"):
@@ -160,7 +160,7 @@ def store_label(kind: str, cfg: ExtractConfig, videos: bool = True) -> str:
         label = f"eeg-{_slug(cfg.eeg_feature)}-{cfg.eeg_window_s:g}s"
         return label if cfg.step_s == cfg.eeg_window_s else f"{label}-step{cfg.step_s:g}s"
     if kind == "audio":
-        return f"audio-{_slug(str(cfg.audio_options.get('features', 'logmel')))}"
+        return f"audio-{_slug(str(cfg.audio_options.given().get('features', 'logmel')))}"
     return _slug(kind)
 
 

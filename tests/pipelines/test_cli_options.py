@@ -85,10 +85,18 @@ def test_with_options_gives_typer_the_table_as_signature() -> None:
     assert result.exit_code == 0 and result.output.strip() == "3 7"
 
 
-def test_face_and_eeg_options_declare_every_extractor_option() -> None:
-    from pipelines.jobs.config import EegOptions, FaceOptions, eeg_option_schema, face_option_schema
+def test_face_eeg_and_audio_options_declare_every_extractor_option() -> None:
+    from pipelines.jobs.config import (
+        AudioOptions,
+        EegOptions,
+        FaceOptions,
+        audio_option_schema,
+        eeg_option_schema,
+        face_option_schema,
+    )
 
-    for cls, schema in ((FaceOptions, face_option_schema({"detector": "mtcnn"})), (EegOptions, eeg_option_schema({}))):
+    for cls, schema in ((FaceOptions, face_option_schema({"detector": "mtcnn"})), (EegOptions, eeg_option_schema({})),
+                        (AudioOptions, audio_option_schema({}))):
         hints = typing.get_type_hints(cls)
         assert set(hints) == set(schema), cls.__name__  # neither misses nor invents an option
         for name, tp in schema.items():

@@ -35,6 +35,8 @@ def no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     ("face_options.bogus=1", "unknown key(s) bogus; valid keys: "),
     ("face_options.min_score=abc", "face_options.min_score: expected float, got 'abc'"),
     ("eeg_options.baseline=sometimes", "eeg_options.baseline: 'sometimes' is not one of"),
+    ("audio_options.n_mels=many", "audio_options.n_mels: expected int, got 'many'"),
+    ("audio_options.bogus=1", "unknown key(s) bogus; valid keys: "),
     ("reader_options.labels_from=x", "reader_options.labels_from: 'x' is not one of"),
     ("nonsense=1", "unknown key(s) nonsense"),
 ])
@@ -47,8 +49,10 @@ def test_set_is_checked_before_any_work(deap: Path, tmp_path: Path, no_weights: 
     assert message in result.output and "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and len(result.output.strip().splitlines()) <= 2, result.output
-    if "bogus" in override:
+    if override.startswith("face_options.bogus"):
         assert "min_score" in errors[0] and "margin" in errors[0]  # the valid keys are listed
+    if override.startswith("audio_options.bogus"):
+        assert "n_mels" in errors[0] and "model" in errors[0]
     assert not out.exists()
 
 
