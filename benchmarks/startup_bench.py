@@ -26,9 +26,14 @@ FIRST_LINE = (("extract", "--dataset", "deap", "--root", "/nonexistent/DEAP", "-
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _cli_env(checkout: Path) -> dict[str, str]:
+    """The environment a timed ``pipeline`` runs in: ``checkout``'s code, offline."""
+    return dict(os.environ, PYTHONPATH=str(checkout), HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+
+
 def time_command(checkout: Path, args: tuple[str, ...], repeat: int) -> float:
     """Median seconds of ``python -m pipelines.cli ARGS`` run from ``checkout``."""
-    env = dict(os.environ, PYTHONPATH=str(checkout), HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    env = _cli_env(checkout)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -42,7 +47,7 @@ def time_command(checkout: Path, args: tuple[str, ...], repeat: int) -> float:
 
 def first_line_s(checkout: Path, args: tuple[str, ...], repeat: int) -> float:
     """Median seconds until ``python -m pipelines.cli ARGS`` writes its first line (stdout or stderr)."""
-    env = dict(os.environ, PYTHONPATH=str(checkout), HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    env = _cli_env(checkout)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -53,6 +58,7 @@ def first_line_s(checkout: Path, args: tuple[str, ...], repeat: int) -> float:
         times.append(time.perf_counter() - start)
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     return statistics.median(times)
 
 
